@@ -1,0 +1,68 @@
+"""Typed errors: every failure a user can cause has a class and a message a reviewer understands."""
+from __future__ import annotations
+
+
+class ChumokuError(Exception):
+    """Base of all errors the engine raises on purpose; `message` is safe to show in the UI."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, filename: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.filename = filename
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.message}" if self.filename else self.message
+
+
+class IngestError(ChumokuError):
+    """A file could not be turned into a document."""
+
+    code = "ingest"
+
+
+class EmptyDocumentError(IngestError):
+    code = "empty"
+
+
+class UnsupportedFormatError(IngestError):
+    code = "unsupported_format"
+
+
+class EncodingDetectionError(IngestError):
+    code = "encoding"
+
+
+class FileTooLargeError(IngestError):
+    code = "too_large"
+
+
+class CorruptFileError(IngestError):
+    code = "corrupt"
+
+
+class EncryptedFileError(IngestError):
+    code = "encrypted"
+
+
+class UnsafeFileError(IngestError):
+    """A file built to exhaust memory (zip bomb, XML entity expansion): refused before it is parsed."""
+
+    code = "unsafe"
+
+
+class NoTextLayerError(IngestError):
+    """A scanned PDF: the reviewer must run OCR first."""
+
+    code = "needs_ocr"
+
+
+class ModelLoadError(ChumokuError):
+    code = "model"
+
+
+class QueryError(ChumokuError):
+    """An empty query, or one the model cannot read."""
+
+    code = "query"
