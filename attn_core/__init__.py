@@ -1,0 +1,25 @@
+"""Chumoku's engine: long Japanese/English documents → word and passage attention scores.
+
+ingest → chunk → model → attention reduction → word/passage scores → render/export. No Streamlit here.
+"""
+from .analysis import ChunkAttention, analyze, chunk_attention, default_store
+from .attention import HEAD_CHOICES, LAYER_CHOICES, METHODS
+from .cache import ResultStore, data_dir
+from .document import Document, Paragraph, document_from_text
+from .errors import (ChumokuError, CorruptFileError, EmptyDocumentError, EncodingDetectionError,
+                     EncryptedFileError, FileTooLargeError, IngestError, ModelLoadError, NoTextLayerError,
+                     QueryError, UnsupportedFormatError)
+from .language import detect_language
+from .models import (DEFAULT_MODEL_ID, RECOMMENDED_MODELS, LoadedModel, RecommendedModel, load_model,
+                     recommended_for)
+from .results import AnalysisResult, ChunkInfo, ModelInfo, Passage, Settings, TokenScore, WordScore
+
+__all__ = [
+    "AnalysisResult", "ChumokuError", "ChunkAttention", "ChunkInfo", "CorruptFileError", "DEFAULT_MODEL_ID",
+    "Document", "EmptyDocumentError", "EncodingDetectionError", "EncryptedFileError", "FileTooLargeError",
+    "HEAD_CHOICES", "IngestError", "LAYER_CHOICES", "LoadedModel", "METHODS", "ModelInfo", "ModelLoadError",
+    "NoTextLayerError", "Paragraph", "Passage", "QueryError", "RECOMMENDED_MODELS", "RecommendedModel",
+    "ResultStore", "Settings", "TokenScore", "UnsupportedFormatError", "WordScore", "analyze",
+    "chunk_attention", "data_dir", "default_store", "detect_language", "document_from_text", "load_model",
+    "recommended_for",
+]

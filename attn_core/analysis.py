@@ -1,0 +1,307 @@
+"""The analysis pipeline: preprocess (tokens, chunks, cache keys) → forward (batched, cached) → postprocess.
+
+Each stage is a plain function over plain data, like transformers' Pipeline.
+"""
+from __future__ import annotations
+
+import struct
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .alignment import TokenizedText, tokenize_with_spans
+from .attention import Capture, ChunkBatch, capturing
+from .cache import ResultStore, make_key
+from .chunking import Chunk, plan_chunks, token_boundaries
+from .document import Document
+from .errors import EmptyDocumentError
+from .models import LoadedModel
+from .results import AnalysisResult, ChunkInfo, Settings, TokenScore
+from .scoring import rank_passages, stitch, word_scores
+from .segment import boundary_offsets, passage_spans, word_spans
+
+ENGINE_VERSION = "1"  # bump when reductions change: old cache entries stop matching
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything decided before the model runs."""
+
+    tokenized: TokenizedText
+    chunks: list[Chunk]
+    prefix: tuple[int, ...]  # special ids before each chunk's content ([CLS], BOS…)
+    suffix: tuple[int, ...]  # and after it ([SEP]…)
+    keys: list[str]  # cache key of each chunk
+
+
+@dataclass(frozen=True)
+class ChunkOutput:
+    scores: np.ndarray  # [chunk.size] float32, summing to 1 over kept tokens
+    logits: np.ndarray | None = None  # classifier models
+
+
+# ----------------------------------------------------------------------------------------------- preprocess
+def special_affixes(model: LoadedModel) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The ids a model wraps around a sequence, found by tokenising a probe with and without them."""
+    tok = model.tokenizer
+    bare = tok("x", add_special_tokens=False)["input_ids"]
+    full = tok("x", add_special_tokens=True)["input_ids"]
+    prefix: tuple[int, ...] = ()
+    suffix: tuple[int, ...] = ()
+    for i in range(len(full) - len(bare) + 1):
+        if full[i:i + len(bare)] == bare:
+            prefix, suffix = tuple(full[:i]), tuple(full[i + len(bare):])
+            break
+    if model.kind == "causal" and not prefix and tok.bos_token_id is not None:
+        prefix = (tok.bos_token_id,)  # a BOS sink in every window keeps the first real token honest
+    return prefix, suffix
+
+
+def reduction_key(settings: Settings) -> str:
+    return repr((settings.method, settings.layer, settings.head, settings.drop_special))
+
+
+_prep_lock = threading.Lock()
+_prep_memo: OrderedDict[tuple, tuple[TokenizedText, list[int]]] = OrderedDict()
+
+
+def _tokenize(document: Document, model: LoadedModel) -> tuple[TokenizedText, list[int]]:
+    """Tokens and sentence-start token indices, memoised: a re-run of the same document skips this."""
+    key = (document.sha256, len(document.text), document.language, model.info.identity)
+    with _prep_lock:
+        if key in _prep_memo:
+            _prep_memo.move_to_end(key)
+            return _prep_memo[key]
+    tokenized = tokenize_with_spans(model.tokenizer, document.text)
+    starts = [s for s, _ in tokenized.spans]
+    bounds = token_boundaries(starts, boundary_offsets(document.text, document.language))
+    with _prep_lock:
+        _prep_memo[key] = (tokenized, bounds)
+        while len(_prep_memo) > 16:
+            _prep_memo.popitem(last=False)
+    return tokenized, bounds
+
+
+def preprocess(document: Document, model: LoadedModel, settings: Settings) -> Prepared:
+    if not document.text.strip():
+        raise EmptyDocumentError("the document has no text", filename=document.name)
+    tokenized, bounds = _tokenize(document, model)
+    prefix, suffix = special_affixes(model)
+    budget = (settings.chunk_tokens or model.info.max_tokens) - len(prefix) - len(suffix)
+    budget = min(budget, model.info.max_tokens - len(prefix) - len(suffix))
+    chunks = plan_chunks(len(tokenized.ids), budget, settings.overlap, bounds)
+    red = reduction_key(settings)
+    ids = np.asarray(tokenized.ids, dtype=np.int64)
+    keys = [make_key(ENGINE_VERSION, model.info.identity, red, ids[c.start:c.end].tobytes()) for c in chunks]
+    return Prepared(tokenized, chunks, prefix, suffix, keys)
+
+
+# --------------------------------------------------------------------------------------------------- forward
+def _encode(out: ChunkOutput) -> bytes:
+    logits = out.logits if out.logits is not None else np.zeros(0, np.float32)
+    return struct.pack("<ii", len(out.scores), len(logits)) + out.scores.astype(np.float32).tobytes() + \
+        logits.astype(np.float32).tobytes()
+
+
+def _decode(blob: bytes) -> ChunkOutput:
+    n, m = struct.unpack_from("<ii", blob)
+    scores = np.frombuffer(blob, np.float32, n, 8)
+    logits = np.frombuffer(blob, np.float32, m, 8 + 4 * n) if m else None
+    return ChunkOutput(scores, logits)
+
+
+def _batches(chunks: Sequence[Chunk], batch_tokens: int) -> list[list[Chunk]]:
+    """Longest first, so padding is small and the slowest batch shows progress early."""
+    ordered = sorted(chunks, key=lambda c: -c.size)
+    batches: list[list[Chunk]] = []
+    for c in ordered:
+        if batches and (len(batches[-1]) + 1) * batches[-1][0].size <= batch_tokens:
+            batches[-1].append(c)
+        else:
+            batches.append([c])
+    return batches
+
+
+def run_batch(model: LoadedModel, prepared: Prepared, batch: Sequence[Chunk], settings: Settings,
+              full: bool = False) -> tuple[list[ChunkOutput], Capture]:
+    """One padded forward pass with the attention capture on."""
+    ids = prepared.tokenized.ids
+    pre, suf = list(prepared.prefix), list(prepared.suffix)
+    seqs = [pre + ids[c.start:c.end] + suf for c in batch]
+    width = max(len(s) for s in seqs)
+    pad = model.tokenizer.pad_token_id
+    pad = 0 if pad is None else pad
+    input_ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    valid = torch.zeros((len(seqs), width), dtype=torch.bool)
+    keep = torch.zeros_like(valid)
+    for b, (s, c) in enumerate(zip(seqs, batch)):
+        input_ids[b, : len(s)] = torch.tensor(s)
+        valid[b, : len(s)] = True
+        if settings.drop_special:
+            keep[b, len(pre): len(pre) + c.size] = True
+        else:
+            keep[b, : len(s)] = True
+    device = model.info.device
+    input_ids, valid_d, keep_d = input_ids.to(device), valid.to(device), keep.to(device)
+    capture = Capture(settings, model.num_layers, ChunkBatch(valid_d, keep_d, model.kind == "causal"),
+                      model.output_projections, full=full)
+    net = model.model if model.kind == "classifier" else model.model.base_model
+    with torch.inference_mode(), capturing(capture):
+        out = net(input_ids=input_ids, attention_mask=valid_d.long())
+    if full:
+        return [], capture
+    scores = capture.scores().float().cpu().numpy()
+    logits = out.logits.float().cpu().numpy() if model.kind == "classifier" else None
+    outputs = []
+    for b, c in enumerate(batch):
+        outputs.append(ChunkOutput(scores[b, len(pre): len(pre) + c.size].copy(),
+                                   None if logits is None else logits[b].copy()))
+    return outputs, capture
+
+
+def forward(model: LoadedModel, prepared: Prepared, settings: Settings, *, store: ResultStore | None,
+            progress: Progress | None = None, batch_tokens: int | None = None) -> tuple[list[ChunkOutput], int]:
+    """Chunk outputs in chunk order, reading finished chunks from the store and saving each new batch."""
+    total = len(prepared.chunks)
+    results: dict[int, ChunkOutput] = {}
+    if store is not None:
+        found = store.get_many(prepared.keys)
+        for c, k in zip(prepared.chunks, prepared.keys):
+            if k in found:
+                results[c.index] = _decode(found[k])
+    cached = len(results)
+    if progress:
+        progress(cached, total)
+    todo = [c for c in prepared.chunks if c.index not in results]
+    if batch_tokens is None:
+        batch_tokens = 16384 if model.info.device.startswith("cuda") else 2048
+    for batch in _batches(todo, batch_tokens):
+        outputs, _ = run_batch(model, prepared, batch, settings)
+        fresh = {}
+        for c, o in zip(batch, outputs):
+            results[c.index] = o
+            fresh[prepared.keys[c.index]] = _encode(o)
+        if store is not None:
+            store.put_many(fresh)
+        if progress:
+            progress(len(results), total)
+    return [results[c.index] for c in prepared.chunks], cached
+
+
+# ----------------------------------------------------------------------------------------------- postprocess
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def postprocess(document: Document, model: LoadedModel, settings: Settings, prepared: Prepared,
+                outputs: Sequence[ChunkOutput], cached: int = 0, seconds: float = 0.0) -> AnalysisResult:
+    tok = prepared.tokenized
+    token_scores, owner = stitch(len(tok.ids), prepared.chunks, [o.scores for o in outputs])
+    tokens = [TokenScore(t, s, e, float(v), int(o), u)
+              for t, (s, e), v, o, u in zip(tok.tokens, tok.spans, token_scores, owner, tok.unk)]
+    words = word_scores(document.text, word_spans(document.text, document.language), tok.spans, token_scores)
+    spans = [(p.start, p.end, p.label, p.page) for p in passage_spans(document.text, document.language,
+                                                                          document.paragraphs)]
+    passages = rank_passages(spans, words)
+    id2label = getattr(model.model.config, "id2label", None) or {}
+    chunk_infos, label, probability = [], None, None
+    doc_probs = None
+    for c, o in zip(prepared.chunks, outputs):
+        c_label = c_prob = None
+        if o.logits is not None and len(o.logits):
+            probs = _softmax(o.logits.astype(np.float64))
+            k = int(probs.argmax())
+            c_label, c_prob = str(id2label.get(k, k)), float(probs[k])
+            weight = c.core_end - c.core_start
+            doc_probs = probs * weight if doc_probs is None else doc_probs + probs * weight
+        spans_c = tok.spans[c.start:c.end]
+        core = tok.spans[c.core_start:c.core_end] or spans_c
+        chunk_infos.append(ChunkInfo(c.index, spans_c[0][0], spans_c[-1][1], core[0][0], core[-1][1], c.size,
+                                     c_label, c_prob))
+    if doc_probs is not None:
+        doc_probs = doc_probs / doc_probs.sum()
+        k = int(doc_probs.argmax())
+        label, probability = str(id2label.get(k, k)), float(doc_probs[k])
+    unk_rate = float(np.mean(tok.unk)) if tok.unk else 0.0
+    return AnalysisResult(document, model.info, settings, tokens, words, passages, chunk_infos, unk_rate,
+                          label, probability, cached, seconds)
+
+
+# ------------------------------------------------------------------------------------------------------- API
+def analyze(document: Document, model: LoadedModel, settings: Settings | None = None, *,
+            progress: Progress | None = None, store: ResultStore | None = None,
+            use_store: bool = True, batch_tokens: int | None = None) -> AnalysisResult:
+    """Analyse a whole document; finished chunks are cached on disk, so a re-run or resume is cheap."""
+    t0 = time.perf_counter()
+    settings = settings or Settings()
+    if store is None and use_store:
+        store = default_store()
+    prepared = preprocess(document, model, settings)
+    outputs, cached = forward(model, prepared, settings, store=store, progress=progress,
+                              batch_tokens=batch_tokens)
+    return postprocess(document, model, settings, prepared, outputs, cached, time.perf_counter() - t0)
+
+
+_store_lock = threading.Lock()
+_stores: dict[str, ResultStore] = {}
+
+
+def default_store() -> ResultStore:
+    """One store per data directory per process."""
+    from .cache import data_dir
+
+    path = str(data_dir() / "results.sqlite")
+    with _store_lock:
+        if path not in _stores:
+            _stores[path] = ResultStore(path)
+        return _stores[path]
+
+
+@dataclass
+class ChunkAttention:
+    """The full attention of one chunk, for the explorer views."""
+
+    chunk: int
+    tokens: list[str]  # including special tokens
+    spans: list[tuple[int, int]]  # (-1, -1) for special tokens
+    special: list[bool]
+    attentions: np.ndarray  # [layers, heads, T, T]
+
+    def reduce(self, method: str, layer: str | int = "last", head: str | int = "mean",
+               causal: bool = False) -> np.ndarray:
+        """A reduction of this chunk's attention (same code as the engine), over its tokens."""
+        settings = Settings(method=method, layer=layer, head=head)
+        n = len(self.tokens)
+        valid = torch.ones((1, n), dtype=torch.bool)
+        keep = torch.tensor([[not s for s in self.special]])
+        cap = Capture(settings, self.attentions.shape[0], ChunkBatch(valid, keep, causal))
+        for i in range(self.attentions.shape[0]):
+            if cap.wants(i):
+                probs = torch.from_numpy(self.attentions[i][None])
+                cap.consume(i, probs, torch.zeros(1, probs.shape[1], n, 1))
+        return cap.scores()[0].numpy()
+
+
+def chunk_attention(document: Document, model: LoadedModel, chunk_index: int,
+                    settings: Settings | None = None) -> ChunkAttention:
+    settings = settings or Settings()
+    prepared = preprocess(document, model, settings)
+    if not 0 <= chunk_index < len(prepared.chunks):
+        raise IndexError(f"chunk {chunk_index} out of range (document has {len(prepared.chunks)} chunks)")
+    c = prepared.chunks[chunk_index]
+    _, capture = run_batch(model, prepared, [c], settings, full=True)
+    att = torch.stack([layer[0] for layer in capture.full_layers]).numpy()
+    tok = prepared.tokenized
+    conv = model.tokenizer.convert_ids_to_tokens
+    pre, suf = list(prepared.prefix), list(prepared.suffix)
+    tokens = conv(pre) + tok.tokens[c.start:c.end] + conv(suf)
+    spans = [(-1, -1)] * len(pre) + list(tok.spans[c.start:c.end]) + [(-1, -1)] * len(suf)
+    special = [True] * len(pre) + [False] * c.size + [True] * len(suf)
+    return ChunkAttention(chunk_index, tokens, spans, special, att)

@@ -1,0 +1,97 @@
+"""From per-token attention to word scores and ranked "read first" passages."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .chunking import Chunk
+from .results import Passage, WordScore
+
+PASSAGE_PRIOR_WORDS = 8.0  # pseudo-words at the document mean added to every passage
+
+
+def stitch(n_tokens: int, chunks: Sequence[Chunk], chunk_scores: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Each token takes its score from its chunk's core range. Returns (scores, chunk index per token).
+
+    Chunk scores sum to 1 within a chunk, so they are multiplied by the chunk's length to put windows of
+    different lengths on one scale (1.0 = an average token's share).
+    """
+    scores = np.zeros(n_tokens, dtype=np.float32)
+    owner = np.zeros(n_tokens, dtype=np.int32)
+    for chunk, s in zip(chunks, chunk_scores):
+        if len(s) != chunk.size:
+            raise ValueError(f"chunk {chunk.index}: {len(s)} scores for {chunk.size} tokens")
+        a, b = chunk.core_start - chunk.start, chunk.core_end - chunk.start
+        scores[chunk.core_start:chunk.core_end] = s[a:b] * chunk.size
+        owner[chunk.core_start:chunk.core_end] = chunk.index
+    return scores, owner
+
+
+def percentile_ranks(values: np.ndarray) -> np.ndarray:
+    """Mid-rank percentile in 0..1 (ties share a rank): flat raw attention still spreads over the scale."""
+    n = len(values)
+    if n == 0:
+        return np.zeros(0)
+    if n == 1:
+        return np.ones(1)
+    order = np.argsort(values, kind="mergesort")
+    sorted_vals = values[order]
+    ranks = np.empty(n, dtype=np.float64)
+    # average rank over runs of equal values
+    starts = np.flatnonzero(np.r_[True, sorted_vals[1:] != sorted_vals[:-1]])
+    ends = np.r_[starts[1:], n]
+    for s, e in zip(starts, ends):
+        ranks[order[s:e]] = (s + e - 1) / 2.0
+    return ranks / (n - 1)
+
+
+def word_raw_scores(word_spans: Sequence[tuple[int, int]], token_spans: Sequence[tuple[int, int]],
+                    token_scores: np.ndarray) -> np.ndarray:
+    """A word's raw score is the max over the tokens overlapping it (pieces of one word share its weight)."""
+    out = np.zeros(len(word_spans), dtype=np.float64)
+    n_tok = len(token_spans)
+    t = 0
+    for i, (ws, we) in enumerate(word_spans):
+        while t < n_tok and token_spans[t][1] <= ws and token_spans[t][0] < we:
+            t += 1
+        j, best = t, 0.0
+        while j < n_tok and token_spans[j][0] < we:
+            s, e = token_spans[j]
+            if e > ws and e > s:
+                best = max(best, float(token_scores[j]))
+            j += 1
+        out[i] = best
+    return out
+
+
+def word_scores(text: str, word_spans: Sequence[tuple[int, int]], token_spans: Sequence[tuple[int, int]],
+                token_scores: np.ndarray) -> list[WordScore]:
+    raw = word_raw_scores(word_spans, token_spans, token_scores)
+    pct = percentile_ranks(raw)
+    return [WordScore(text[s:e], s, e, float(p), float(r)) for (s, e), p, r in zip(word_spans, pct, raw)]
+
+
+def passage_score(word_percentiles: np.ndarray, doc_mean: float, prior: float = PASSAGE_PRIOR_WORDS) -> float:
+    """Shrunken mean of the passage's word percentiles: (Σ p + m·μ) / (n + m).
+
+    A plain mean lets a three-word heading with one hot word win; a sum lets the longest paragraph win.
+    Shrinking toward the document mean μ with m pseudo-words keeps short passages near average unless
+    their evidence is strong, and does not reward length.
+    """
+    n = len(word_percentiles)
+    return float((word_percentiles.sum() + prior * doc_mean) / (n + prior))
+
+
+def rank_passages(spans: Sequence[tuple[int, int, str | None, int | None]], words: Sequence[WordScore]) -> list[Passage]:
+    """Score passages (start, end, label, page) from their words and rank them (1 = read first)."""
+    starts = np.array([w.start for w in words], dtype=np.int64)
+    pct = np.array([w.score for w in words], dtype=np.float64)
+    doc_mean = float(pct.mean()) if len(pct) else 0.0
+    scored = []
+    for s, e, label, page in spans:
+        lo, hi = np.searchsorted(starts, s), np.searchsorted(starts, e)
+        scored.append((passage_score(pct[lo:hi], doc_mean), s, e, label, page))
+    order = sorted(range(len(scored)), key=lambda i: (-scored[i][0], scored[i][1]))
+    rank = {i: r + 1 for r, i in enumerate(order)}
+    return [Passage(s, e, round(sc, 6), rank[i], label, page) for i, (sc, s, e, label, page) in enumerate(scored)]
