@@ -1,0 +1,163 @@
+"""Highlighted HTML: every character of the document escaped, scores as background gradients."""
+from __future__ import annotations
+
+import html
+import re
+from typing import Sequence
+
+from .results import AnalysisResult, Passage, WordScore
+
+HIGHLIGHT_RGB = (255, 128, 0)  # amber: readable under black text at any alpha
+MIN_ALPHA, MAX_ALPHA = 0.10, 0.85
+
+STYLE = """
+.chumoku-doc { font-family: "Noto Sans CJK JP", "Noto Sans JP", "Hiragino Sans", "Yu Gothic", system-ui, sans-serif;
+  line-height: 1.75; white-space: pre-wrap; word-break: break-word; font-size: 1rem; color: #1f2328; }
+.chumoku-doc .passage { padding: 2px 6px; margin: 0 0 2px 0; border-left: 3px solid transparent; scroll-margin-top: 5rem; }
+.chumoku-doc .passage.top { border-left-color: #d9480f; }
+.chumoku-doc .passage:target { outline: 2px solid #1c7ed6; background: #e7f5ff; }
+.chumoku-doc .plabel { color: #868e96; font-size: 0.8em; margin-right: 0.4em; user-select: none; }
+.attn-hl { border-radius: 3px; padding: 0 1px; }
+.chumoku-doc mark { background: #74c0fc; outline: 1px solid #1c7ed6; }
+.chumoku-legend { display: flex; align-items: center; gap: 0.5em; font-size: 0.85em; color: #495057; }
+.chumoku-legend .bar { width: 180px; height: 12px; border-radius: 3px;
+  background: linear-gradient(to right, rgba(255,128,0,0.10), rgba(255,128,0,0.85)); }
+.chumoku-minimap { display: flex; height: 18px; border: 1px solid #dee2e6; border-radius: 3px; overflow: hidden; }
+.chumoku-minimap a { flex: 1 1 0; display: block; }
+.chumoku-readfirst { margin: 0; padding-left: 1.6em; }
+.chumoku-readfirst li { margin-bottom: 0.35em; }
+.chumoku-readfirst .score { color: #d9480f; font-variant-numeric: tabular-nums; margin-right: 0.4em; }
+"""
+
+
+def score_color(score: float, top_percent: float = 100.0) -> str | None:
+    """Background for a word with percentile `score`; None below the shown top-`top_percent`."""
+    cutoff = 1.0 - top_percent / 100.0
+    if score < cutoff or top_percent <= 0:
+        return None
+    span = max(1e-9, 1.0 - cutoff)
+    t = (score - cutoff) / span
+    alpha = MIN_ALPHA + (MAX_ALPHA - MIN_ALPHA) * t
+    r, g, b = HIGHLIGHT_RGB
+    return f"rgba({r},{g},{b},{alpha:.2f})"
+
+
+def _find_ranges(text: str, needle: str | None) -> list[tuple[int, int]]:
+    if not needle or not needle.strip():
+        return []
+    return [m.span() for m in re.finditer(re.escape(needle.strip()), text, flags=re.IGNORECASE)]
+
+
+def _marked(text: str, start: int, end: int, finds: Sequence[tuple[int, int]]) -> str:
+    """Escape text[start:end], wrapping find matches in <mark>."""
+    out, pos = [], start
+    for fs, fe in finds:
+        if fe <= start or fs >= end:
+            continue
+        fs, fe = max(fs, start), min(fe, end)
+        if fs > pos:
+            out.append(html.escape(text[pos:fs]))
+        out.append(f"<mark>{html.escape(text[fs:fe])}</mark>")
+        pos = fe
+    if pos < end:
+        out.append(html.escape(text[pos:end]))
+    return "".join(out)
+
+
+def _segment_html(text: str, start: int, end: int, words: Sequence[WordScore], top_percent: float,
+                  finds: Sequence[tuple[int, int]]) -> str:
+    out, pos = [], start
+    for w in words:
+        color = score_color(w.score, top_percent)
+        if color is None:
+            continue
+        if w.start > pos:
+            out.append(_marked(text, pos, w.start, finds))
+        out.append(f'<span class="attn-hl" style="background-color:{color}" '
+                   f'title="score {w.score:.2f}">{_marked(text, w.start, w.end, finds)}</span>')
+        pos = w.end
+    if pos < end:
+        out.append(_marked(text, pos, end, finds))
+    return "".join(out)
+
+
+def render_document_html(result: AnalysisResult, *, top_percent: float = 20.0, find: str | None = None,
+                         top_passages: int = 5) -> str:
+    """The whole document as one escaped fragment; each passage is a <div id="passage-N"> link target."""
+    text = result.document.text
+    finds = _find_ranges(text, find)
+    words = result.words
+    parts = ['<div class="chumoku-doc">']
+    wi = 0
+    pos = 0
+    passages = result.passages
+    for i, p in enumerate(passages):
+        if p.start > pos and text[pos:p.start].strip():
+            seg = [w for w in words if pos <= w.start < p.start]
+            parts.append(f'<div class="gap">{_segment_html(text, pos, p.start, seg, top_percent, finds)}</div>')
+        while wi < len(words) and words[wi].start < p.start:
+            wi += 1
+        wj = wi
+        while wj < len(words) and words[wj].start < p.end:
+            wj += 1
+        cls = "passage top" if p.rank <= top_passages else "passage"
+        label = f'<span class="plabel">#{p.rank}</span>'
+        body = _segment_html(text, p.start, p.end, words[wi:wj], top_percent, finds)
+        parts.append(f'<div class="{cls}" id="passage-{i}" data-rank="{p.rank}">{label}{body}</div>')
+        wi, pos = wj, p.end
+    if pos < len(text) and text[pos:].strip():
+        seg = [w for w in words if w.start >= pos]
+        parts.append(f'<div class="gap">{_segment_html(text, pos, len(text), seg, top_percent, finds)}</div>')
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def legend_html(top_percent: float = 20.0) -> str:
+    return ('<div class="chumoku-legend"><span>lower</span><span class="bar"></span><span>higher attention</span>'
+            f'<span>· shading the top {top_percent:g}% of words</span></div>')
+
+
+def minimap_html(result: AnalysisResult, bins: int = 120) -> str:
+    """A heat strip along the document: each cell is the hottest passage in that stretch, linked to it."""
+    n = max(1, len(result.document.text))
+    passages = result.passages
+    if not passages:
+        return '<div class="chumoku-minimap"></div>'
+    cells = []
+    bins = max(1, min(bins, len(passages)))
+    pi = 0
+    for b in range(bins):
+        lo, hi = b * n / bins, (b + 1) * n / bins
+        best, best_i = None, None
+        while pi < len(passages) and passages[pi].end <= lo:
+            pi += 1
+        j = pi
+        while j < len(passages) and passages[j].start < hi:
+            if best is None or passages[j].score > best.score:
+                best, best_i = passages[j], j
+            j += 1
+        if best is None:
+            cells.append('<a style="background:#f8f9fa"></a>')
+            continue
+        pct = 1.0 - (best.rank - 1) / max(1, len(passages) - 1)
+        color = score_color(pct) or "#f8f9fa"
+        cells.append(f'<a href="#passage-{best_i}" style="background:{color}" '
+                     f'title="passage #{best.rank}"></a>')
+    return f'<div class="chumoku-minimap">{"".join(cells)}</div>'
+
+
+def passage_preview(result: AnalysisResult, p: Passage, chars: int = 160) -> str:
+    """Plain (unescaped) one-line preview of a passage."""
+    s = " ".join(result.document.text[p.start:p.end].split())
+    return s if len(s) <= chars else s[: chars - 1] + "…"
+
+
+def read_first_html(result: AnalysisResult, k: int = 10) -> str:
+    index = {id(p): i for i, p in enumerate(result.passages)}
+    items = []
+    for p in result.read_first(k):
+        where = f" · p.{p.page}" if p.page else ""
+        label = f"{html.escape(p.label)} " if p.label else ""
+        items.append(f'<li><a href="#passage-{index[id(p)]}"><span class="score">{p.score:.2f}</span></a>'
+                     f'{label}{html.escape(passage_preview(result, p))}{where}</li>')
+    return f'<ol class="chumoku-readfirst">{"".join(items)}</ol>'
