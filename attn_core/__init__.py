@@ -8,7 +8,8 @@ from .cache import ResultStore, data_dir
 from .document import Document, Paragraph, document_from_text
 from .errors import (ChumokuError, CorruptFileError, EmptyDocumentError, EncodingDetectionError,
                      EncryptedFileError, FileTooLargeError, IngestError, ModelLoadError, NoTextLayerError,
-                     QueryError, UnsupportedFormatError)
+                     QueryError, UnsafeFileError, UnsupportedFormatError)
+from .ingest import SUPPORTED_EXTENSIONS, IngestLimits, ingest_bytes, ingest_path, nfkc_with_map
 from .language import detect_language
 from .models import (DEFAULT_MODEL_ID, RECOMMENDED_MODELS, LoadedModel, RecommendedModel, load_model,
                      recommended_for)
@@ -17,7 +18,8 @@ from .results import AnalysisResult, ChunkInfo, ModelInfo, Passage, Settings, To
 __all__ = [
     "AnalysisResult", "ChumokuError", "ChunkAttention", "ChunkInfo", "CorruptFileError", "DEFAULT_MODEL_ID",
     "Document", "EmptyDocumentError", "EncodingDetectionError", "EncryptedFileError", "FileTooLargeError",
-    "HEAD_CHOICES", "IngestError", "LAYER_CHOICES", "LoadedModel", "METHODS", "ModelInfo", "ModelLoadError",
+    "HEAD_CHOICES", "IngestError", "IngestLimits", "SUPPORTED_EXTENSIONS", "UnsafeFileError", "ingest_bytes",
+    "ingest_path", "nfkc_with_map", "LAYER_CHOICES", "LoadedModel", "METHODS", "ModelInfo", "ModelLoadError",
     "NoTextLayerError", "Paragraph", "Passage", "QueryError", "RECOMMENDED_MODELS", "RecommendedModel",
     "ResultStore", "Settings", "TokenScore", "UnsupportedFormatError", "WordScore", "analyze",
     "chunk_attention", "data_dir", "default_store", "detect_language", "document_from_text", "load_model",
