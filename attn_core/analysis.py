@@ -68,6 +68,7 @@ def reduction_key(settings: Settings) -> str:
 
 
 _prep_lock = threading.Lock()
+_slow_tokenizer_lock = threading.Lock()
 _prep_memo: OrderedDict[tuple, tuple[TokenizedText, list[int]]] = OrderedDict()
 
 
@@ -78,7 +79,11 @@ def _tokenize(document: Document, model: LoadedModel) -> tuple[TokenizedText, li
         if key in _prep_memo:
             _prep_memo.move_to_end(key)
             return _prep_memo[key]
-    tokenized = tokenize_with_spans(model.tokenizer, document.text)
+    if getattr(model.tokenizer, "is_fast", False):
+        tokenized = tokenize_with_spans(model.tokenizer, document.text)
+    else:  # slow tokenizers hold one MeCab tagger, which is not safe to share between threads
+        with _slow_tokenizer_lock:
+            tokenized = tokenize_with_spans(model.tokenizer, document.text)
     starts = [s for s, _ in tokenized.spans]
     bounds = token_boundaries(starts, boundary_offsets(document.text, document.language))
     with _prep_lock:
