@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .alignment import TokenizedText, tokenize_with_spans
-from .attention import Capture, ChunkBatch, capturing
+from .attention import Capture, ChunkBatch, StopForward, capturing
 from .cache import ResultStore, make_key
 from .chunking import Chunk, plan_chunks, token_boundaries
 from .document import Document
@@ -154,15 +154,20 @@ def run_batch(model: LoadedModel, prepared: Prepared, batch: Sequence[Chunk], se
             keep[b, : len(s)] = True
     device = model.info.device
     input_ids, valid_d, keep_d = input_ids.to(device), valid.to(device), keep.to(device)
+    classifier = model.kind == "classifier"
     capture = Capture(settings, model.num_layers, ChunkBatch(valid_d, keep_d, model.kind == "causal"),
-                      model.output_projections, full=full)
-    net = model.model if model.kind == "classifier" else model.model.base_model
+                      model.output_projections, full=full, needs_outputs=classifier)
+    net = model.model if classifier else model.model.base_model
+    out = None
     with torch.inference_mode(), capturing(capture):
-        out = net(input_ids=input_ids, attention_mask=valid_d.long())
+        try:
+            out = net(input_ids=input_ids, attention_mask=valid_d.long())
+        except StopForward:
+            pass  # everything the reduction needs was captured; later layers would be wasted work
     if full:
         return [], capture
     scores = capture.scores().float().cpu().numpy()
-    logits = out.logits.float().cpu().numpy() if model.kind == "classifier" else None
+    logits = out.logits.float().cpu().numpy() if classifier and out is not None else None
     outputs = []
     for b, c in enumerate(batch):
         outputs.append(ChunkOutput(scores[b, len(pre): len(pre) + c.size].copy(),

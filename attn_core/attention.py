@@ -30,6 +30,10 @@ IMPLEMENTATION = "chumoku"
 _local = threading.local()
 
 
+class StopForward(Exception):
+    """Raised once the last layer a capture needs is folded: the rest of the network is not run."""
+
+
 def rollout(layers: list[torch.Tensor], residual: float = 0.5) -> torch.Tensor:
     """Abnar & Zuidema: R = Â_L ··· Â_1 with Â = residual·I + (1-residual)·A, rows renormalised.
 
@@ -58,12 +62,14 @@ class Capture:
     """Folds each needed layer's attention into [B, T] scores as soon as it exists."""
 
     def __init__(self, settings: Settings, num_layers: int, batch: ChunkBatch,
-                 projections: dict[int, torch.Tensor] | None = None, full: bool = False) -> None:
+                 projections: dict[int, torch.Tensor] | None = None, full: bool = False,
+                 needs_outputs: bool = False) -> None:
         self.settings = settings
         self.batch = batch
         self.num_layers = num_layers
         self.projections = projections or {}
         self.full = full
+        self.needs_outputs = needs_outputs  # a classifier's logits need the whole network
         self.full_layers: list[torch.Tensor] = []
         layer = settings.layer
         if full or settings.method == "rollout" or layer == "all":
@@ -81,6 +87,9 @@ class Capture:
 
     def wants(self, layer_idx: int | None) -> bool:
         return layer_idx is not None and layer_idx in self.layers
+
+    def finished_at(self, layer_idx: int) -> bool:
+        return not self.needs_outputs and layer_idx == max(self.layers)
 
     # --- per layer -------------------------------------------------------------------------
     def consume(self, layer_idx: int, probs: torch.Tensor, value: torch.Tensor) -> None:
@@ -195,6 +204,8 @@ def _attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch
         logits = logits + attention_mask[..., : key.shape[2]]
     probs = torch.softmax(logits.float(), dim=-1).to(query.dtype)
     capture.consume(layer_idx, probs, value)
+    if capture.finished_at(layer_idx):
+        raise StopForward
     out = torch.matmul(probs, value).transpose(1, 2).contiguous()
     return out, None
 
