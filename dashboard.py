@@ -1,0 +1,84 @@
+"""Chumoku (注目): where to read first in a long Japanese or English document.
+
+Entry point: shared state and the sidebar (model and method) live here, so they persist across pages.
+Run with `streamlit run dashboard.py` (or ./run.sh).
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+import attn_core as ac
+from attn_core.samples import SAMPLES, sample_documents
+from pages import _common as ui
+
+st.set_page_config(page_title="Chumoku · where to read first", page_icon="注", layout="wide")
+ui.init_state()
+
+MODEL_CHOICES = [m.id for m in ac.RECOMMENDED_MODELS]
+CUSTOM = "Other (hub id or local folder)…"
+
+
+def sidebar() -> ac.LoadedModel | None:
+    with st.sidebar:
+        st.markdown("### 注目 Chumoku")
+        current = st.session_state[ui.MODEL_ID]
+        options = MODEL_CHOICES + [CUSTOM]
+        choice = st.selectbox("Model", options, index=options.index(current) if current in options else len(options) - 1,
+                              help="The offline default works without network; hub models need the network "
+                                   "or a local copy (see Models & cache).")
+        if choice == CUSTOM:
+            typed = st.text_input("Hub id or local folder", value="" if current in MODEL_CHOICES else current)
+            choice = typed.strip() or current
+        st.session_state[ui.MODEL_ID] = choice
+        methods = list(ac.METHODS)
+        st.session_state[ui.METHOD] = st.selectbox(
+            "Attention reduction", methods, index=methods.index(st.session_state[ui.METHOD])
+            if st.session_state[ui.METHOD] in methods else 0,
+            format_func=lambda m: f"{m} — {ac.METHODS[m].split(':')[0]}", help="\n\n".join(
+                f"**{k}**: {v}" for k, v in ac.METHODS.items()))
+        with st.expander("Layer and head"):
+            layer = st.text_input("Layer (last, all, or an index)", value=str(st.session_state[ui.LAYER]))
+            head = st.text_input("Head (mean, max, or an index)", value=str(st.session_state[ui.HEAD]))
+            st.session_state[ui.LAYER] = ui._parse_param(ui.LAYER, layer.strip() or "last")
+            st.session_state[ui.HEAD] = ui._parse_param(ui.HEAD, head.strip() or "mean")
+        try:
+            with st.spinner(f"Loading {choice}…"):
+                model = ui.get_model(choice)
+        except ac.ChumokuError as exc:
+            st.error(exc.message)
+            return None
+        st.caption(ui.model_status(model))
+        if model.info.fallback_reason:
+            st.warning(f"Using the offline default: {model.info.fallback_reason}")
+    return model
+
+
+def home() -> None:
+    st.title("注目 Chumoku — where to read first")
+    st.markdown(
+        "Drop in long Japanese or English documents (patents, statutes, reports): a transformer reads every "
+        "chunk, the words it attends to most are shaded in the text, and the passages are ranked so you know "
+        "where to read first. Hold a claim? Rank a whole stack of documents against it and see which passage "
+        "answers each element.")
+    model = ui.current_model()
+    if model is not None:
+        st.info(ui.model_status(model))
+    st.subheader("Try it")
+    st.caption(" · ".join(f"{s.title} — {s.licence}" for s in SAMPLES))
+    if st.button("Open the demo documents", type="primary", key="demo"):
+        for doc in sample_documents():
+            ui.add_document(doc)
+        st.session_state[ui.SELECTED] = st.session_state[ui.DOCS][0]
+        st.switch_page(SCREEN)
+    st.page_link(SCREEN, label="Screen your own documents", icon="📄")
+    st.page_link(BATCH, label="Screen dozens of documents, or rank them against a claim", icon="🗂️")
+
+
+SCREEN = st.Page("pages/screen.py", title="Screen", icon="📄", url_path="screen")
+EXPLORER = st.Page("pages/explorer.py", title="Explorer", icon="🔬", url_path="explorer")
+BATCH = st.Page("pages/batch.py", title="Batch & claims", icon="🗂️", url_path="batch")
+MODELS = st.Page("pages/models.py", title="Models & cache", icon="⚙️", url_path="models")
+HOME = st.Page(home, title="Home", icon="🏠", default=True)
+
+st.session_state[ui.MODEL] = sidebar()
+st.navigation([HOME, SCREEN, EXPLORER, BATCH, MODELS]).run()
