@@ -80,5 +80,11 @@ BATCH = st.Page("pages/batch.py", title="Batch & claims", icon="🗂️", url_pa
 MODELS = st.Page("pages/models.py", title="Models & cache", icon="⚙️", url_path="models")
 HOME = st.Page(home, title="Home", icon="🏠", default=True)
 
+PAGES = [HOME, SCREEN, EXPLORER, BATCH, MODELS]
 st.session_state[ui.MODEL] = sidebar()
-st.navigation([HOME, SCREEN, EXPLORER, BATCH, MODELS]).run()
+navigation = st.navigation(PAGES)
+route = st.query_params.get(ui.ROUTE_PARAM)
+if route is not None:  # see ui.require_entry: finish the detour to the page the link named
+    params = {k: v for k, v in st.query_params.to_dict().items() if k != ui.ROUTE_PARAM}
+    st.switch_page(next((p for p in PAGES if p.url_path == route), HOME), query_params=params)
+navigation.run()

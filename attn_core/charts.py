@@ -1,0 +1,262 @@
+"""Altair charts of one chunk's attention (the Explorer), and their PNG/SVG export. No Streamlit here.
+
+Every chart is built from an `analysis.ChunkAttention` (the full [layers, heads, T, T] attention of one
+chunk). Token labels carry their position ("12 · pump") so repeated tokens stay distinct, and every
+label and tooltip is HTML-escaped: a document can contain markup, and labels end up in tooltips and SVG.
+"""
+from __future__ import annotations
+
+import html
+import json
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from .analysis import ChunkAttention, preprocess
+from .document import Document
+from .models import LoadedModel
+from .results import Settings
+
+CJK_FONT_DIRS = (Path("/usr/share/fonts/opentype/noto"), Path("/usr/share/fonts/truetype/noto"),
+                 Path("/usr/share/fonts/opentype/noto-cjk"))
+# CSS-style family list: the CJK font first (it has Latin glyphs too), then whatever the system has.
+EXPORT_FONT = '"Noto Sans CJK JP", "Noto Sans JP", "Hiragino Sans", "Yu Gothic", sans-serif'
+HEATMAP_MAX_TOKENS = 64  # default window: 64² cells stay readable and light in a browser
+SCHEME = "oranges"
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def token_labels(ca: ChunkAttention) -> list[str]:
+    """'position · token', HTML-escaped: duplicates stay distinct and markup in a token stays text."""
+    return [f"{i} · {html.escape(t)}" for i, t in enumerate(ca.tokens)]
+
+
+def _window(n: int, window: tuple[int, int] | None) -> tuple[int, int]:
+    """Clamp a [start, stop) token window to the chunk."""
+    if window is None:
+        return 0, n
+    lo, hi = int(window[0]), int(window[1])
+    lo = max(0, min(lo, n - 1)) if n else 0
+    hi = max(lo + 1, min(hi, n))
+    return lo, hi
+
+
+def _head_matrix(ca: ChunkAttention, layer: int, head: int | str) -> np.ndarray:
+    """[T, T] attention of one layer and head ("mean"/"max" reduce over heads)."""
+    a = ca.attentions[int(layer)]
+    if head == "mean":
+        return a.mean(0)
+    if head == "max":
+        return a.max(0)
+    return a[int(head)]
+
+
+def chunk_spans(document: Document, model: LoadedModel, settings: Settings | None = None) -> list[tuple[int, int]]:
+    """Character span of each chunk of `document` (for choosing and previewing a chunk); no model run."""
+    prepared = preprocess(document, model, settings or Settings())
+    spans = prepared.tokenized.spans
+    out = []
+    for c in prepared.chunks:
+        part = spans[c.start:c.end]
+        out.append((part[0][0], part[-1][1]) if part else (0, 0))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ charts
+def heatmap_data(ca: ChunkAttention, layer: int, head: int | str = "mean",
+                 window: tuple[int, int] | None = None) -> pd.DataFrame:
+    """Long-form token×token weights of one layer/head inside a token window (queries and keys both)."""
+    lo, hi = _window(len(ca.tokens), window)
+    a = _head_matrix(ca, layer, head)[lo:hi, lo:hi]
+    labels = token_labels(ca)[lo:hi]
+    n = hi - lo
+    q, k = np.divmod(np.arange(n * n), n)
+    return pd.DataFrame({
+        "q": q + lo, "k": k + lo,
+        "query": np.asarray(labels, dtype=object)[q], "key": np.asarray(labels, dtype=object)[k],
+        "weight": a.reshape(-1).astype(np.float64),
+    })
+
+
+def heatmap(ca: ChunkAttention, layer: int, head: int | str = "mean", window: tuple[int, int] | None = None,
+            cell: int | None = None) -> alt.Chart:
+    """Token×token heatmap (rows: queries, columns: keys) of one layer and head, within `window`.
+
+    The full chunk (up to 512 tokens) works but gets dense; pass a window such as (0, 64) to read labels.
+    """
+    df = heatmap_data(ca, layer, head, window)
+    order = list(dict.fromkeys(df["key"]))
+    n = len(order)
+    cell = cell or max(3, min(14, 900 // max(1, n)))
+    show_labels = cell >= 8
+    axis = alt.Axis(labels=show_labels, ticks=show_labels, labelLimit=120, labelFontSize=min(11, cell))
+    head_txt = head if isinstance(head, str) else f"head {head}"
+    return alt.Chart(df, title=f"Layer {layer} · {head_txt}: who attends to whom").mark_rect().encode(
+        x=alt.X("key:N", sort=order, title="key (attended to)", axis=axis),
+        y=alt.Y("query:N", sort=order, title="query (attending)", axis=axis),
+        color=alt.Color("weight:Q", scale=alt.Scale(scheme=SCHEME), title="weight"),
+        tooltip=[alt.Tooltip("query:N", title="query"), alt.Tooltip("key:N", title="key"),
+                 alt.Tooltip("weight:Q", format=".4f")],
+    ).properties(width=cell * n, height=cell * n)
+
+
+def _pool(a: np.ndarray, bins: int) -> np.ndarray:
+    """Block-mean a [..., T, T] array down to [..., b, b] with b = min(bins, T)."""
+    t = a.shape[-1]
+    if t <= bins:
+        return a
+    edges = np.linspace(0, t, bins + 1).astype(int)[:-1]
+    counts = np.diff(np.r_[edges, t]).astype(a.dtype)
+    s = np.add.reduceat(np.add.reduceat(a, edges, axis=-1), edges, axis=-2)
+    return s / counts[:, None] / counts[None, :]
+
+
+def model_view_data(ca: ChunkAttention, bins: int = 16) -> pd.DataFrame:
+    """Every layer and head, pooled to at most bins×bins cells, each panel scaled to its own maximum."""
+    att = ca.attentions.astype(np.float64)
+    pooled = _pool(att, bins)  # [L, H, b, b]
+    peak = pooled.max(axis=(-1, -2), keepdims=True)
+    rel = pooled / np.where(peak > 0, peak, 1.0)
+    L, H, b, _ = pooled.shape
+    t = att.shape[-1]
+    edges = np.linspace(0, t, b + 1).astype(int)
+    li, hi, qi, ki = np.meshgrid(np.arange(L), np.arange(H), np.arange(b), np.arange(b), indexing="ij")
+    span = [f"{edges[i]}–{edges[i + 1] - 1}" if edges[i + 1] - 1 > edges[i] else f"{edges[i]}" for i in range(b)]
+    return pd.DataFrame({
+        "layer": li.ravel(), "head": hi.ravel(), "qb": qi.ravel(), "kb": ki.ravel(),
+        "queries": np.asarray(span, dtype=object)[qi.ravel()], "keys": np.asarray(span, dtype=object)[ki.ravel()],
+        "weight": pooled.ravel(), "relative": rel.ravel(),
+    })
+
+
+def model_view(ca: ChunkAttention, bins: int = 16, size: int = 56) -> alt.FacetChart:
+    """Small multiples like BertViz's model view: one thumbnail per layer (rows) and head (columns)."""
+    df = model_view_data(ca, bins)
+    base = alt.Chart(df).mark_rect().encode(
+        x=alt.X("kb:O", axis=None), y=alt.Y("qb:O", axis=None),
+        color=alt.Color("relative:Q", scale=alt.Scale(scheme=SCHEME, domain=[0, 1]),
+                        title="share of panel max"),
+        tooltip=["layer:O", "head:O", alt.Tooltip("queries:N", title="query tokens"),
+                 alt.Tooltip("keys:N", title="key tokens"), alt.Tooltip("weight:Q", format=".4f")],
+    ).properties(width=size, height=size)
+    return base.facet(row=alt.Row("layer:O", title="layer"), column=alt.Column("head:O", title="head"),
+                      title="Model view: every layer × head (queries ↓, keys →)"
+                      ).configure_facet(spacing=4).configure_view(stroke="#dee2e6")
+
+
+def token_scores_data(ca: ChunkAttention, layer: int | str = "last", head: int | str = "mean",
+                      causal: bool = False, window: tuple[int, int] | None = None) -> pd.DataFrame:
+    """Per content token: the engine's [CLS]-row reduction next to its column-mean ("received") one."""
+    cls = ca.reduce("cls", layer, head, causal)
+    col = ca.reduce("received", layer, head, causal)
+    labels = token_labels(ca)
+    lo, hi = _window(len(ca.tokens), window)
+    rows = []
+    for i in range(lo, hi):
+        if ca.special[i]:
+            continue
+        rows.append({"position": i, "token": labels[i], "measure": "[CLS] row", "score": float(cls[i])})
+        rows.append({"position": i, "token": labels[i], "measure": "column mean", "score": float(col[i])})
+    return pd.DataFrame(rows, columns=["position", "token", "measure", "score"])
+
+
+def token_scores_chart(ca: ChunkAttention, layer: int | str = "last", head: int | str = "mean",
+                       causal: bool = False, window: tuple[int, int] | None = None) -> alt.Chart:
+    """Grouped bars per token: what [CLS] attends to vs. what all queries attend to on average."""
+    df = token_scores_data(ca, layer, head, causal, window)
+    order = list(dict.fromkeys(df["token"]))
+    step = max(6, min(24, 1400 // max(1, len(order))))
+    return alt.Chart(df, title=f"Reduced scores per token (layer {layer}, head {head})").mark_bar().encode(
+        x=alt.X("token:N", sort=order, title=None, axis=alt.Axis(labelAngle=-60, labelLimit=100,
+                                                                   labels=step >= 10)),
+        xOffset=alt.XOffset("measure:N"),
+        y=alt.Y("score:Q", title="share of the chunk's attention"),
+        color=alt.Color("measure:N", title=None, legend=alt.Legend(orient="top")),
+        tooltip=["token:N", "measure:N", alt.Tooltip("score:Q", format=".4f")],
+    ).properties(width=alt.Step(step), height=260)
+
+
+def token_table(ca: ChunkAttention, method: str = "received", layer: int | str = "last",
+                head: int | str = "mean", causal: bool = False) -> pd.DataFrame:
+    """Content tokens ranked by the engine's reduction: position, token (raw text), rank, weight, relative.
+
+    `weight` is the token's share of the chunk's attention (content tokens sum to 1); `relative` is
+    weight / max weight (1.0 = the chunk's strongest token). Rows are in rank order (1 = most attended).
+    """
+    s = ca.reduce(method, layer, head, causal)
+    idx = [i for i, sp in enumerate(ca.special) if not sp]
+    w = np.asarray([float(s[i]) for i in idx], dtype=np.float64)
+    total = w.sum()
+    w = w / total if total > 0 else w
+    peak = w.max() if len(w) else 0.0
+    df = pd.DataFrame({"position": idx, "token": [ca.tokens[i] for i in idx], "weight": w,
+                       "relative": w / peak if peak > 0 else w})
+    df["rank"] = df["weight"].rank(ascending=False, method="min").astype(int)
+    return df.sort_values(["rank", "position"]).reset_index(drop=True)[
+        ["rank", "position", "token", "weight", "relative"]]
+
+
+def styled_token_table(df: pd.DataFrame) -> "pd.io.formats.style.Styler":
+    """The token table shaded by weight (Styler.background_gradient); token text HTML-escaped."""
+    return (df.style.background_gradient(cmap="Oranges", subset=["weight", "relative"], vmin=0.0)
+            .format({"weight": "{:.4f}", "relative": "{:.2f}"})
+            .format(subset=["token"], escape="html")
+            .hide(axis="index"))
+
+
+# ------------------------------------------------------------------------------------------------ export
+_font_lock = threading.Lock()
+_fonts_registered: bool | None = None
+
+
+def register_cjk_fonts(dirs: Sequence[Path] = CJK_FONT_DIRS) -> bool:
+    """Make the CJK fonts known to vl-convert (once per process). False if no font folder exists.
+
+    vl-convert also reads the system font folders, so this mostly matters for fonts installed in
+    non-standard places; a missing folder is not an error (labels fall back to the default font).
+    """
+    global _fonts_registered
+    with _font_lock:
+        if _fonts_registered is None:
+            import vl_convert as vlc
+
+            found = False
+            for d in dirs:
+                if Path(d).is_dir():
+                    try:
+                        vlc.register_font_directory(str(d))
+                        found = True
+                    except Exception:  # noqa: BLE001 - a broken font folder must not break exports
+                        pass
+            _fonts_registered = found
+        return _fonts_registered
+
+
+def chart_spec(chart: alt.TopLevelMixin) -> dict:
+    """The chart's Vega-Lite spec with data inlined (no row limit) and the CJK font as default."""
+    with alt.data_transformers.enable("default", max_rows=None):
+        spec = chart.to_dict()
+    config = spec.setdefault("config", {})
+    config.setdefault("font", EXPORT_FONT)
+    config.setdefault("background", "white")
+    return json.loads(json.dumps(spec))  # plain JSON types only
+
+
+def chart_png(chart: alt.TopLevelMixin, scale: float = 2.0) -> bytes:
+    """PNG bytes rendered offline by vl-convert (Japanese labels need the Noto CJK fonts)."""
+    import vl_convert as vlc
+
+    register_cjk_fonts()
+    return vlc.vegalite_to_png(chart_spec(chart), scale=scale)
+
+
+def chart_svg(chart: alt.TopLevelMixin) -> bytes:
+    """SVG bytes (UTF-8) rendered offline by vl-convert; text stays text, so labels remain searchable."""
+    import vl_convert as vlc
+
+    register_cjk_fonts()
+    return vlc.vegalite_to_svg(chart_spec(chart)).encode("utf-8")

@@ -1,0 +1,289 @@
+"""Streamlit glue shared by every page: named session keys, the shared model, analysis with progress.
+
+Everything here is thin: computing lives in attn_core. Plain session-state keys (not widget keys)
+hold what must survive a page switch: the session's documents, the open document and the settings.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import replace
+
+import streamlit as st
+
+import attn_core as ac
+from attn_core.library import Library, default_library
+from attn_core.render import escape_markdown
+
+def ensure_navigation() -> None:
+    """Run every page through dashboard.py's `st.navigation`, even on a fresh server's first request.
+
+    Streamlit starts in its old "pages/ folder" mode whenever a `pages/` folder sits beside the main script,
+    and leaves it only once a run has called `st.navigation`. So when the first request a fresh server gets
+    is for /screen (a share link), Streamlit runs pages/screen.py on its own: no dashboard.py, no session
+    defaults, a sidebar listing every file in pages/. Leave that mode and run again (same URL, same page).
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - a Streamlit without the old mode
+        return
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+# ---- session keys ---------------------------------------------------------------------------------
+DOCS = "chumoku.docs"  # list[str]: SHA-256 of the documents this session uploaded, in order
+LANG_OVERRIDE = "chumoku.lang"  # dict[sha, "ja"|"en"]: the reviewer's manual language choice
+ERRORS = "chumoku.errors"  # list[tuple[file name, message]]: rejected uploads of the last batch
+SELECTED = "chumoku.selected"  # sha of the document open in Screen/Explorer
+MODEL_ID = "chumoku.model_id"
+METHOD = "chumoku.method"
+LAYER = "chumoku.layer"
+HEAD = "chumoku.head"
+TOP_PERCENT = "chumoku.top_percent"
+SEEN_UPLOADS = "chumoku.seen_uploads"  # file_id of uploads already ingested (reruns do not redo them)
+MODEL = "chumoku.model"  # the LoadedModel the sidebar picked this run (None when it failed to load)
+
+DEFAULTS = {
+    DOCS: [], LANG_OVERRIDE: {}, ERRORS: [], SELECTED: None, MODEL_ID: ac.DEFAULT_MODEL_ID,
+    METHOD: ac.Settings().method, LAYER: "last", HEAD: "mean", TOP_PERCENT: 20, SEEN_UPLOADS: set(),
+}
+SHARED_PARAMS = {"doc": SELECTED, "model": MODEL_ID, "method": METHOD, "layer": LAYER, "head": HEAD,
+                 "top": TOP_PERCENT}
+UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in ac.SUPPORTED_EXTENSIONS)
+SESSION_MAX_BYTES = 200 * 1024 * 1024  # all uploads of one session together
+
+
+def _parse_param(key: str, raw: str):
+    if key in (LAYER, HEAD):
+        return int(raw) if raw.lstrip("-").isdigit() else raw
+    if key == TOP_PERCENT:
+        try:
+            return min(100, max(1, int(float(raw))))
+        except ValueError:
+            return DEFAULTS[TOP_PERCENT]
+    return raw
+
+
+def init_state() -> None:
+    """Defaults once per session; a share link's query params win on the first run."""
+    first = "chumoku.started" not in st.session_state
+    for key, value in DEFAULTS.items():
+        if key not in st.session_state:
+            st.session_state[key] = value.copy() if hasattr(value, "copy") else value
+    if first:
+        st.session_state["chumoku.started"] = True
+        for param, key in SHARED_PARAMS.items():
+            if param in st.query_params:
+                st.session_state[key] = _parse_param(key, st.query_params[param])
+        if key_doc := st.session_state[SELECTED]:
+            open_shared(key_doc)
+
+
+def share_params() -> dict[str, str]:
+    """The query params that reopen the current view (document by hash, settings)."""
+    out = {}
+    for param, key in SHARED_PARAMS.items():
+        value = st.session_state.get(key)
+        if value is not None and value != DEFAULTS[key]:
+            out[param] = str(value)
+    if st.session_state.get(SELECTED):
+        out["doc"] = st.session_state[SELECTED]
+    return out
+
+
+def sync_query_params() -> None:
+    params = share_params()
+    if dict(st.query_params) != params:
+        st.query_params.from_dict(params)
+
+
+def share_url(page: str = "screen") -> str:
+    """The full link to this view on this server (relative when the server's address is unknown)."""
+    from urllib.parse import urlencode, urlsplit
+
+    query = urlencode(share_params())
+    try:
+        parts = urlsplit(st.context.url or "")
+        base = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+        prefix = parts.path.rsplit("/", 1)[0] if parts.path else ""
+    except Exception:  # noqa: BLE001 - no request context (tests, bare mode)
+        base, prefix = "", ""
+    return f"{base}{prefix}/{page}" + (f"?{query}" if query else "")
+
+
+# ---- shared resources -----------------------------------------------------------------------------
+@st.cache_resource(show_spinner=False, max_entries=3)
+def get_model(model_id: str) -> ac.LoadedModel:
+    """One copy of each model for every session (read-only use; captures are per thread)."""
+    return ac.load_model(model_id)
+
+
+@st.cache_resource(show_spinner=False)
+def _memo() -> tuple[OrderedDict, threading.Lock]:
+    return OrderedDict(), threading.Lock()
+
+
+MEMO_ENTRIES = 64
+
+
+def current_model() -> ac.LoadedModel | None:
+    return st.session_state.get(MODEL)
+
+
+def library() -> Library:
+    return default_library()
+
+
+def settings() -> ac.Settings:
+    return ac.Settings(method=st.session_state[METHOD], layer=st.session_state[LAYER],
+                       head=st.session_state[HEAD])
+
+
+# ---- documents --------------------------------------------------------------------------------------
+def session_documents() -> list[ac.Document]:
+    """This session's documents (with the reviewer's language override applied), in upload order."""
+    lib, overrides, out = library(), st.session_state[LANG_OVERRIDE], []
+    for sha in st.session_state[DOCS]:
+        doc = lib.get_document(sha)
+        if doc is None:
+            continue
+        if sha in overrides and overrides[sha] != doc.language:
+            doc = replace(doc, language=overrides[sha])
+        out.append(doc)
+    return out
+
+
+def document(sha: str | None) -> ac.Document | None:
+    if not sha:
+        return None
+    return next((d for d in session_documents() if d.sha256 == sha), None)
+
+
+def add_document(doc: ac.Document) -> None:
+    library().save_document(doc)
+    if doc.sha256 not in st.session_state[DOCS]:
+        st.session_state[DOCS].append(doc.sha256)
+    if st.session_state[SELECTED] is None:
+        st.session_state[SELECTED] = doc.sha256
+
+
+def open_shared(sha: str) -> bool:
+    """A share link names a document by hash: add it to this session if the server has it."""
+    if sha in st.session_state[DOCS]:
+        return True
+    doc = library().get_document(sha)
+    if doc is None:
+        st.session_state[SELECTED] = None
+        return False
+    add_document(doc)
+    st.session_state[SELECTED] = sha
+    return True
+
+
+def ingest_uploads(files) -> tuple[list[ac.Document], list[tuple[str, str]]]:
+    """Ingest new uploads; a bad file becomes (name, message) and never stops the others."""
+    docs, errors, fresh = [], [], False
+    seen: set = st.session_state[SEEN_UPLOADS]
+    budget = SESSION_MAX_BYTES - sum(len(d.text.encode("utf-8")) for d in session_documents())
+    for f in files or []:
+        if f.file_id in seen:
+            continue
+        seen.add(f.file_id)
+        fresh = True
+        size = f.size
+        if size > budget:
+            errors.append((f.name, f"this session's upload limit ({SESSION_MAX_BYTES // 2**20} MB) is reached; "
+                                   f"start a new session to screen more documents"))
+            continue
+        try:
+            doc = ac.ingest_bytes(f.getvalue(), f.name)
+        except ac.ChumokuError as exc:
+            errors.append((f.name, exc.message))
+            continue
+        except Exception as exc:  # noqa: BLE001 - a reviewer sees a message, never a stack trace
+            errors.append((f.name, f"could not be read ({type(exc).__name__})"))
+            continue
+        budget -= size
+        add_document(doc)
+        docs.append(doc)
+    if fresh:  # the errors of the last batch stay in view until the next upload (reruns keep them)
+        st.session_state[ERRORS] = errors
+    return docs, errors
+
+
+# ---- analysis ---------------------------------------------------------------------------------------
+def _memo_key(doc: ac.Document, model: ac.LoadedModel, s: ac.Settings) -> tuple:
+    return (doc.sha256, doc.language, model.info.identity, s.key())
+
+
+def cached_result(doc: ac.Document, model: ac.LoadedModel, s: ac.Settings) -> ac.AnalysisResult | None:
+    memo, lock = _memo()
+    key = _memo_key(doc, model, s)
+    with lock:
+        if key in memo:
+            memo.move_to_end(key)
+            return memo[key]
+    return None
+
+
+def analyze(doc: ac.Document, model: ac.LoadedModel, s: ac.Settings | None = None,
+            container=None) -> ac.AnalysisResult:
+    """Analyse with a progress bar (chunks done/total); in-memory and on-disk caches make repeats instant."""
+    s = s or settings()
+    hit = cached_result(doc, model, s)
+    if hit is not None:
+        return hit
+    where = container or st
+    name = escape_markdown(doc.name)  # progress text is Markdown: a file name must stay literal
+    bar = where.progress(0.0, text=f"{name}: preparing…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / max(1, total), text=f"{name}: {done}/{total} chunks")
+
+    result = ac.analyze(doc, model, s, progress=progress)
+    bar.empty()
+    memo, lock = _memo()
+    with lock:
+        memo[_memo_key(doc, model, s)] = result
+        while len(memo) > MEMO_ENTRIES:
+            memo.popitem(last=False)
+    return result
+
+
+def model_status(model: ac.LoadedModel) -> str:
+    info = model.info
+    where = "offline (bundled weights)" if info.id == ac.DEFAULT_MODEL_ID else "local/hub"
+    return f"**{info.id}** · {info.kind} · {info.device} · {where} · {info.max_tokens} tokens per chunk"
+
+
+def unk_warning(result: ac.AnalysisResult) -> str | None:
+    """The reviewer-facing warning when the model does not fit the document's language."""
+    if result.unk_rate <= 0.05:
+        return None
+    rec = ac.recommended_for(result.document.language)
+    return (f"{result.unk_rate:.0%} of this document's tokens are unknown to **{escape_markdown(result.model.id)}** "
+            f"(\\[UNK\\]): "
+            f"it does not fit this language, so the shading is unreliable. Use **{rec.id}** instead "
+            f"(to get it for offline use: `{rec.download_command}`, then pick it in the sidebar).")
+
+
+def clear_memo() -> int:
+    """Forget every in-memory analysis result (all sessions); returns how many were dropped."""
+    memo, lock = _memo()
+    with lock:
+        n = len(memo)
+        memo.clear()
+    return n
+
+
+ROUTE_PARAM = "page"  # set when a link reached a page before the entry script had run
+
+
+def require_entry(url_path: str) -> None:
+    """A link straight to a page on a freshly started server runs the page file alone (Streamlit has not
+    seen `st.navigation` yet): route it through dashboard.py, keeping the link's query params."""
+    if "chumoku.started" in st.session_state:
+        return
+    st.switch_page("dashboard.py", query_params={**st.query_params.to_dict(), ROUTE_PARAM: url_path})

@@ -1,0 +1,122 @@
+"""Batch: screen dozens of documents at once, mark them, export the marks."""
+from __future__ import annotations
+
+import re
+
+import streamlit as st
+
+import attn_core as ac
+from attn_core.library import REVIEW_STATUSES
+from attn_core.screening import screening_table
+from pages import _common as ui
+
+ui.require_entry("batch")
+
+BATCH_ERRORS = "chumoku.batch_errors"  # [(file name, message)] of the last batch of uploads that had news
+
+
+def md_escape(text: str) -> str:
+    """Text shown through Markdown (st.error, captions) stays literal: no markup, links or HTML."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~&])", r"\\\1", text)
+
+
+def save_mark(sha: str, name: str) -> None:
+    """on_change of the status and note widgets: write the mark to the library at once."""
+    status = st.session_state.get(f"batch.status.{sha}", "unread")
+    note = st.session_state.get(f"batch.note.{sha}", "")
+    ui.library().set_review(sha, name, status, note)
+
+
+st.title("🗂️ Batch screening")
+st.caption("Upload a stack of documents: each is analysed, scored for how sharply its attention focuses, and listed "
+           "with its read-first passages. Mark what you have read; marks are kept on this server.")
+
+# ---- widgets ------------------------------------------------------------------------------------------
+files = st.file_uploader("Documents (txt, md, html, pdf, docx, xml…)", accept_multiple_files=True,
+                         key="batch_uploader", help="Dozens at once are fine; a file that cannot be read is "
+                                                    "reported and the others are still screened.")
+if files:
+    new_docs, errors = ui.ingest_uploads(files)
+    if new_docs or errors:
+        st.session_state[BATCH_ERRORS] = errors
+for name, message in st.session_state.get(BATCH_ERRORS, []):
+    st.error(f"**{md_escape(name)}**: {md_escape(message)}")
+
+docs = ui.session_documents()
+model = ui.current_model()
+if not docs:
+    st.info("No documents yet: upload some above (or open the demo documents on Home).")
+    st.stop()
+if model is None:
+    st.warning("No model is loaded: pick one in the sidebar.")
+    st.stop()
+s = ui.settings()
+
+# ---- analysis (one call into attn_core per document; cached in memory and on disk) ---------------------
+results: list[ac.AnalysisResult] = []
+todo = [d for d in docs if ui.cached_result(d, model, s) is None]
+overall = st.progress(0.0, text=f"Analysing {len(todo)} of {len(docs)} documents…") if todo else None
+per_doc = st.container()
+for i, doc in enumerate(docs):
+    try:
+        results.append(ui.analyze(doc, model, s, container=per_doc))
+    except ac.ChumokuError as exc:
+        st.error(f"**{md_escape(doc.name)}**: {md_escape(exc.message)}")
+    except Exception as exc:  # noqa: BLE001 - one bad document must not stop the batch
+        st.error(f"**{md_escape(doc.name)}**: could not be analysed ({type(exc).__name__})")
+    if overall is not None:
+        overall.progress((i + 1) / len(docs), text=f"{i + 1}/{len(docs)} documents analysed")
+if overall is not None:
+    overall.empty()
+
+# ranking against a query/claim: wired in by the lead
+# (the lead adds a claim/query box here and a ranking of `results` against it; the table below stays as is)
+
+# ---- the screening table ---------------------------------------------------------------------------------
+lib = ui.library()
+shas = [d.sha256 for d in docs]
+table = screening_table(results, {r.sha256: r for r in lib.reviews(shas)})
+st.subheader(f"{len(table)} documents")
+st.dataframe(
+    table, hide_index=True, width="stretch", key="batch.table",
+    column_order=["document", "focus", "status", "note", "top passages", "language", "chars", "chunks", "unk_rate"],
+    column_config={
+        "document": st.column_config.TextColumn("Document", width="medium"),
+        "focus": st.column_config.NumberColumn(
+            "Focus", format="%.2f", help="Attention lift of the top 3 passages: how many times more attention an "
+                                         "average token there gets than an average token of the document "
+                                         "(1.0 = spread evenly). Comparable across documents."),
+        "status": st.column_config.TextColumn("Mark"),
+        "note": st.column_config.TextColumn("Note"),
+        "top passages": st.column_config.TextColumn("Read first", width="large"),
+        "language": st.column_config.TextColumn("Lang", width="small"),
+        "chars": st.column_config.NumberColumn("Chars", format="%d"),
+        "chunks": st.column_config.NumberColumn("Chunks", format="%d"),
+        "unk_rate": st.column_config.NumberColumn("[UNK]", format="percent",
+                                                  help="Share of unknown tokens: above ~5% the model does not fit "
+                                                       "this language and its focus is unreliable."),
+    })
+
+# ---- marks and opening ------------------------------------------------------------------------------------
+st.subheader("Review")
+names = {d.sha256: d.name for d in docs}
+order = [sha for sha in table["sha256"]] + [sha for sha in shas if sha not in set(table["sha256"])]
+current = st.session_state.get(ui.SELECTED)
+pick = st.selectbox("Document", order, index=order.index(current) if current in order else 0,
+                    format_func=lambda sha: names[sha], key="batch.pick")
+mark = lib.review(pick)
+left, right = st.columns([2, 3])
+with left:
+    st.radio("Mark", REVIEW_STATUSES, index=REVIEW_STATUSES.index(mark.status) if mark else 0, horizontal=True,
+             key=f"batch.status.{pick}", on_change=save_mark, args=(pick, names[pick]))
+    if st.button("Open in Screen", type="primary", key="batch.open", icon="📄"):
+        st.session_state[ui.SELECTED] = pick
+        st.switch_page("pages/screen.py")
+with right:
+    st.text_area("Note", value=mark.note if mark else "", key=f"batch.note.{pick}", height=90,
+                 on_change=save_mark, args=(pick, names[pick]), placeholder="Why it matters, where to look…")
+
+marks_csv = lib.reviews_csv(shas)
+st.download_button("Export marks (CSV)", marks_csv.encode("utf-8"), file_name="chumoku-marks.csv", mime="text/csv",
+                   key="batch.csv", on_click="ignore", icon=":material/download:",
+                   help="This session's documents only.")

