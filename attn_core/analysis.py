@@ -283,11 +283,16 @@ class ChunkAttention:
     spans: list[tuple[int, int]]  # (-1, -1) for special tokens
     special: list[bool]
     attentions: np.ndarray  # [layers, heads, T, T]
+    value_norms: np.ndarray | None = None  # [layers, heads, T]: ||v·W_O|| per head and key (norm method)
 
     def reduce(self, method: str, layer: str | int = "last", head: str | int = "mean",
                causal: bool = False) -> np.ndarray:
         """A reduction of this chunk's attention (same code as the engine), over its tokens."""
-        settings = Settings(method=method, layer=layer, head=head)
+        norm = method == "norm"
+        if norm and self.value_norms is None:
+            raise ValueError("this chunk's attention was captured without value norms")
+        # norm = "received" over attention weighted by each key's value-output norm (Kobayashi et al.)
+        settings = Settings(method="received" if norm else method, layer=layer, head=head)
         n = len(self.tokens)
         valid = torch.ones((1, n), dtype=torch.bool)
         keep = torch.tensor([[not s for s in self.special]])
@@ -295,6 +300,8 @@ class ChunkAttention:
         for i in range(self.attentions.shape[0]):
             if cap.wants(i):
                 probs = torch.from_numpy(self.attentions[i][None])
+                if norm:
+                    probs = probs * torch.from_numpy(self.value_norms[i])[None, :, None, :]
                 cap.consume(i, probs, torch.zeros(1, probs.shape[1], n, 1))
         return cap.scores()[0].numpy()
 
@@ -308,10 +315,11 @@ def chunk_attention(document: Document, model: LoadedModel, chunk_index: int,
     c = prepared.chunks[chunk_index]
     _, capture = run_batch(model, prepared, [c], settings, full=True)
     att = torch.stack([layer[0] for layer in capture.full_layers]).numpy()
+    norms = torch.stack([n[0] for n in capture.full_value_norms]).numpy()
     tok = prepared.tokenized
     conv = model.tokenizer.convert_ids_to_tokens
     pre, suf = list(prepared.prefix), list(prepared.suffix)
     tokens = conv(pre) + tok.tokens[c.start:c.end] + conv(suf)
     spans = [(-1, -1)] * len(pre) + list(tok.spans[c.start:c.end]) + [(-1, -1)] * len(suf)
     special = [True] * len(pre) + [False] * c.size + [True] * len(suf)
-    return ChunkAttention(chunk_index, tokens, spans, special, att)
+    return ChunkAttention(chunk_index, tokens, spans, special, att, norms)

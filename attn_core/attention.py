@@ -71,6 +71,7 @@ class Capture:
         self.full = full
         self.needs_outputs = needs_outputs  # a classifier's logits need the whole network
         self.full_layers: list[torch.Tensor] = []
+        self.full_value_norms: list[torch.Tensor] = []  # [B, H, T] per layer, for the norm method
         layer = settings.layer
         if full or settings.method == "rollout" or layer == "all":
             self.layers = set(range(num_layers))
@@ -95,6 +96,7 @@ class Capture:
     def consume(self, layer_idx: int, probs: torch.Tensor, value: torch.Tensor) -> None:
         if self.full:
             self.full_layers.append(probs.detach().float().cpu())
+            self.full_value_norms.append(self._value_norms(layer_idx, value.float()).cpu())
             return
         p = probs.float()
         if self.settings.method == "norm":

@@ -124,6 +124,12 @@ def test_chunk_attention_for_explorer(en_bert):
     core = [i for i, t in enumerate(r.tokens) if t.chunk == 1]
     offset = core[0] - next(i for i, t in enumerate(r.tokens) if t.start >= c.start)
     np.testing.assert_allclose(engine, mine[offset:offset + len(engine)], rtol=1e-4)
+    # the norm-weighted method too (it needs each key's value-output norm, kept with the attention)
+    r_norm = analyze(doc, en_bert, Settings(method="norm"))
+    engine_norm = [t.score for t in r_norm.tokens if t.chunk == 1]
+    mine_norm = att.reduce("norm")[1:-1] * c.n_tokens
+    np.testing.assert_allclose(engine_norm, mine_norm[offset:offset + len(engine_norm)], rtol=1e-4)
+    assert not np.allclose(mine_norm, att.reduce("received")[1:-1] * c.n_tokens)
     with pytest.raises(IndexError):
         chunk_attention(doc, en_bert, 999)
 
