@@ -5,7 +5,9 @@ ingest → chunk → model → attention reduction → word/passage scores → r
 from .analysis import ChunkAttention, analyze, chunk_attention, default_store
 from .attention import HEAD_CHOICES, LAYER_CHOICES, METHODS
 from .cache import ResultStore, data_dir
+from .claims import Claim, Query, extract_claims, make_query, split_elements, without_claims
 from .document import Document, Paragraph, document_from_text
+from .faithfulness import Faithfulness, measure_faithfulness
 from .errors import (ChumokuError, CorruptFileError, EmptyDocumentError, EncodingDetectionError,
                      EncryptedFileError, FileTooLargeError, IngestError, ModelLoadError, NoTextLayerError,
                      QueryError, UnsafeFileError, UnsupportedFormatError)
@@ -14,6 +16,9 @@ from .language import detect_language
 from .models import (DEFAULT_MODEL_ID, RECOMMENDED_MODELS, LoadedModel, RecommendedModel, load_model,
                      recommended_for)
 from .results import AnalysisResult, ChunkInfo, ModelInfo, Passage, Settings, TokenScore, WordScore
+from .guided import guided_analyze, guided_elements
+from .retrieval import (ElementMatch, PassageIndex, RankedDocument, RankedPassage, claim_chart_csv, claim_chart_rows,
+                        index_documents, rank_documents)
 
 __all__ = [
     "AnalysisResult", "ChumokuError", "ChunkAttention", "ChunkInfo", "CorruptFileError", "DEFAULT_MODEL_ID",
@@ -24,4 +29,7 @@ __all__ = [
     "ResultStore", "Settings", "TokenScore", "UnsupportedFormatError", "WordScore", "analyze",
     "chunk_attention", "data_dir", "default_store", "detect_language", "document_from_text", "load_model",
     "recommended_for",
+    "Claim", "Query", "extract_claims", "make_query", "split_elements", "without_claims", "guided_analyze",
+    "guided_elements", "ElementMatch", "PassageIndex", "RankedDocument", "RankedPassage", "claim_chart_csv",
+    "claim_chart_rows", "index_documents", "rank_documents", "Faithfulness", "measure_faithfulness",
 ]

@@ -20,7 +20,7 @@ way the model is meant to be used:
 ratio_random = mean top shift / mean random shift and ratio_baseline = mean top shift / mean baseline
 shift (ratios of means over windows, which are stable where per-window ratios are not). A ratio whose
 denominator is not positive is reported as None. Pipeline-style: plan → select → measure → summarise,
-each a plain function; `faithfulness()` composes them and caches the summary in the ResultStore.
+each a plain function; `measure_faithfulness()` composes them and caches the summary in the ResultStore.
 """
 from __future__ import annotations
 
@@ -357,7 +357,7 @@ def faithfulness_key(result: AnalysisResult, *, fraction: float, draws: int, see
                     spans, raw)
 
 
-def faithfulness(result: AnalysisResult, model: LoadedModel, *, fraction: float = 0.1, draws: int = 5,
+def measure_faithfulness(result: AnalysisResult, model: LoadedModel, *, fraction: float = 0.1, draws: int = 5,
                  seed: int = 0, max_windows: int = 8, store: ResultStore | None = None, use_store: bool = True,
                  batch_tokens: int | None = None, progress: Progress | None = None) -> Faithfulness:
     """The deletion test for one analysed document; cached, so a second call is instant.

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from attn_core import ResultStore, Settings, analyze, document_from_text
-from attn_core.faithfulness import (Faithfulness, WindowShift, _shift, deletion_count, faithfulness,
+from attn_core.faithfulness import (Faithfulness, WindowShift, _shift, deletion_count, measure_faithfulness,
                                     longest_selection, pick_windows, random_selections, ratio, summarize,
                                     top_selection, window_shifts, word_tokens)
 from attn_core.results import ChunkInfo
@@ -103,11 +103,11 @@ def test_causal_shift_compares_each_remaining_token_with_itself():
 # ------------------------------------------------------------------------------------------- with models
 def test_deterministic_and_seeded(en_bert):
     r = analyze(document_from_text(EN_TEXT * 4, "en.txt"), en_bert)
-    a = faithfulness(r, en_bert, use_store=False)
-    b = faithfulness(r, en_bert, use_store=False)
+    a = measure_faithfulness(r, en_bert, use_store=False)
+    b = measure_faithfulness(r, en_bert, use_store=False)
     assert a == b and a.to_json() == b.to_json() and not a.cached
     assert a.windows >= 2 and a.top_shift > 0 and a.random_shift > 0
-    c = faithfulness(r, en_bert, seed=1, use_store=False)
+    c = measure_faithfulness(r, en_bert, seed=1, use_store=False)
     assert c.top_shift == pytest.approx(a.top_shift) and c.baseline_shift == pytest.approx(a.baseline_shift)
     assert c.random_shift != pytest.approx(a.random_shift)  # only the random draws depend on the seed
 
@@ -137,7 +137,7 @@ def test_every_model_kind(request, fixture, measure):
 
     text = (JA_TEXT if fixture == "ja_bert" else EN_TEXT) * 3
     r = analyze(document_from_text(text, "doc.txt"), model, Settings(method="norm"))
-    f = faithfulness(r, model, draws=3, max_windows=3)
+    f = measure_faithfulness(r, model, draws=3, max_windows=3)
     assert measure in f.measure and f.method == "norm" and 1 <= f.windows <= 3
     for v in (f.top_shift, f.random_shift, f.baseline_shift):
         assert v is not None and math.isfinite(v)
@@ -149,7 +149,7 @@ def test_every_model_kind(request, fixture, measure):
 def test_real_model_top_words_beat_random(minilm):
     """On the offline sentence-embedding model the highlighted words matter more than random ones."""
     r = analyze(document_from_text(EN_TEXT * 2, "en.txt"), minilm)
-    f = faithfulness(r, minilm)
+    f = measure_faithfulness(r, minilm)
     assert f.ratio_random is not None and f.ratio_random > 1.5
     assert f.top_shift > f.random_shift
 
@@ -157,7 +157,7 @@ def test_real_model_top_words_beat_random(minilm):
 def test_tiny_documents_do_not_crash(en_bert):
     for text in ("Packets.", "The proxy inspects packets.", "A tunnel carries packets between two hosts."):
         r = analyze(document_from_text(text, "tiny.txt", language="en"), en_bert)
-        f = faithfulness(r, en_bert)
+        f = measure_faithfulness(r, en_bert)
         assert f.windows <= 1
         if len(r.words) < 2:
             assert f.windows == 0 and f.ratio_random is None
@@ -170,17 +170,17 @@ def test_second_call_is_a_cache_hit_without_forward_pass(en_bert, tmp_path):
     store = ResultStore(tmp_path / "s.sqlite")
     r = analyze(document_from_text(EN_TEXT * 3, "en.txt"), en_bert, store=store)
     with counting_forwards(en_bert) as calls:
-        first = faithfulness(r, en_bert, store=store)
+        first = measure_faithfulness(r, en_bert, store=store)
     assert calls and not first.cached and store.count("faithfulness") == 1
     with counting_forwards(en_bert) as calls:
-        second = faithfulness(r, en_bert, store=store)
+        second = measure_faithfulness(r, en_bert, store=store)
     assert calls == [] and second.cached and second == first
     # other parameters or other scores are other entries
     with counting_forwards(en_bert) as calls:
-        other = faithfulness(r, en_bert, store=store, fraction=0.2)
+        other = measure_faithfulness(r, en_bert, store=store, fraction=0.2)
     assert calls and not other.cached and other.fraction == 0.2 and store.count("faithfulness") == 2
     r_cls = analyze(r.document, en_bert, Settings(method="cls"), store=store)
-    assert not faithfulness(r_cls, en_bert, store=store).cached
+    assert not measure_faithfulness(r_cls, en_bert, store=store).cached
 
 
 def test_cli_faithfulness_is_opt_in(en_bert_dir, tmp_path, capsys):

@@ -1,0 +1,345 @@
+"""Rank documents against a query (a claim or free text) by passage embeddings, fast on cached work.
+
+Each passage (segment.passage_spans, the same units the reader ranks) is embedded once per document and
+model: the model's last hidden state mean-pooled over the passage's tokens (the way sentence-embedding
+models such as the offline MiniLM are trained to be used), L2-normalised. The matrix of a document is
+stored in the ResultStore (kind "embedding"), keyed by model identity, engine version and a hash of the
+passage texts, so a new query only embeds the query itself and does a matrix product.
+
+Document score (see `document_score`):
+
+    score = ½ · mean(top-3 cosine(query, passage))  +  ½ · mean over elements of max cosine(element, passage)
+
+The first term measures how strongly the document talks about the query as a whole; the mean of its three
+best passages rather than the single best keeps one lucky sentence from deciding, and (unlike a mean over
+all passages) does not punish a long document for its unrelated parts. The second term is claim coverage:
+a reference anticipates a claim only if it discloses every element, so each element's best passage
+counts equally; it also keeps a long claim, whose whole-text embedding is an average of windows,
+element-sensitive. With a single element both terms use the same evidence and the score is the first term.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import struct
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .analysis import ENGINE_VERSION, _slow_tokenizer_lock, default_store, special_affixes
+from .cache import ResultStore, make_key
+from .claims import Query, make_query
+from .document import Document
+from .errors import QueryError
+from .models import LoadedModel
+from .segment import PassageSpan, passage_spans
+
+EMBEDDING_VERSION = "1"  # bump when pooling changes: old embeddings stop matching
+TOP_K = 3  # passages averaged into the query term of the document score
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class PassageIndex:
+    """A document's passages and their unit-length embeddings [P, D]."""
+
+    document: Document
+    spans: list[PassageSpan]
+    vectors: np.ndarray  # float32 [P, D], rows L2-normalised
+    cached: bool = False
+
+    def text(self, i: int) -> str:
+        return self.document.text[self.spans[i].start:self.spans[i].end]
+
+
+@dataclass(frozen=True)
+class RankedPassage:
+    start: int
+    end: int
+    relevance: float  # cosine(query, passage), -1..1
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class ElementMatch:
+    text: str  # the query element
+    start: int | None  # its best passage in the document (None: no passage / element without a known word)
+    end: int | None
+    score: float  # cosine(element, best passage)
+
+
+@dataclass(frozen=True)
+class RankedDocument:
+    document: Document
+    score: float
+    rank: int  # 1 = best
+    passages: list[RankedPassage]  # best first
+    elements: list[ElementMatch]  # in query order
+    relevance: np.ndarray  # cosine(query, passage) of every passage, in text order (for shading)
+    spans: list[PassageSpan]
+
+    def to_json(self) -> dict:
+        d = self.document
+        return {
+            "document": {"name": d.name, "sha256": d.sha256, "language": d.language, "chars": d.chars},
+            "score": round(float(self.score), 6),
+            "rank": self.rank,
+            "passages": [{"start": p.start, "end": p.end, "relevance": round(p.relevance, 6), "label": p.label}
+                         for p in self.passages],
+            "elements": [{"text": e.text,
+                          "passage": None if e.start is None else {"start": e.start, "end": e.end},
+                          "score": round(e.score, 6)} for e in self.elements],
+        }
+
+
+# ------------------------------------------------------------------------------------------ embeddings
+def _tokenize_many(model: LoadedModel, texts: Sequence[str]) -> list[list[int]]:
+    tok = model.tokenizer
+    if not texts:
+        return []
+    if getattr(tok, "is_fast", False):
+        return list(tok(list(texts), add_special_tokens=False, verbose=False)["input_ids"])
+    with _slow_tokenizer_lock:  # MeCab taggers are not thread-safe
+        return [tok(t, add_special_tokens=False, verbose=False)["input_ids"] for t in texts]
+
+
+def _windows(ids: list[int], budget: int) -> list[list[int]]:
+    """Balanced windows of at most `budget` tokens: a long passage is read whole, not truncated."""
+    if len(ids) <= budget:
+        return [ids]
+    n = -(-len(ids) // budget)
+    size = -(-len(ids) // n)
+    return [ids[i:i + size] for i in range(0, len(ids), size)]
+
+
+def embed_token_ids(model: LoadedModel, seqs: Sequence[list[int]], *, batch_tokens: int | None = None,
+                    progress: Progress | None = None) -> np.ndarray:
+    """Mean-pooled last hidden state of each token sequence, L2-normalised: [N, D] float32.
+
+    Each sequence is wrapped in the model's specials ([CLS] … [SEP]) and pooled over all its positions,
+    as sentence-transformers does; one longer than the window is cut into balanced windows whose
+    token sums are pooled together. Windows run longest first in padded batches under inference_mode.
+    """
+    pre, suf = special_affixes(model)
+    budget = max(8, model.info.max_tokens - len(pre) - len(suf))
+    windows: list[tuple[int, list[int]]] = []
+    for i, ids in enumerate(seqs):
+        for w in _windows(list(ids), budget):
+            windows.append((i, list(pre) + w + list(suf)))
+    hidden = int(getattr(model.model.config, "hidden_size", 0) or getattr(model.model.config, "n_embd"))
+    sums = np.zeros((len(seqs), hidden), dtype=np.float64)
+    counts = np.zeros(len(seqs), dtype=np.float64)
+    if batch_tokens is None:
+        batch_tokens = 32768 if model.info.device.startswith("cuda") else 8192
+    order = sorted(range(len(windows)), key=lambda k: -len(windows[k][1]))
+    pad = model.tokenizer.pad_token_id
+    pad = 0 if pad is None else pad
+    net = model.model.base_model
+    device = model.info.device
+    done = 0
+    pos = 0
+    while pos < len(order):
+        width = len(windows[order[pos]][1])
+        n = max(1, batch_tokens // max(width, 1))
+        batch = order[pos:pos + n]
+        pos += len(batch)
+        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for b, k in enumerate(batch):
+            s = windows[k][1]
+            input_ids[b, :len(s)] = torch.tensor(s, dtype=torch.long)
+            mask[b, :len(s)] = 1
+        with torch.inference_mode():
+            out = net(input_ids=input_ids.to(device), attention_mask=mask.to(device))
+            h = out.last_hidden_state.float()
+            m = mask.to(h.device, h.dtype)[:, :, None]
+            summed = (h * m).sum(1).cpu().numpy().astype(np.float64)
+        for b, k in enumerate(batch):
+            i = windows[k][0]
+            sums[i] += summed[b]
+            counts[i] += float(mask[b].sum())
+        done += len(batch)
+        if progress:
+            progress(done, len(windows))
+    vec = sums / np.maximum(counts, 1.0)[:, None]
+    norms = np.linalg.norm(vec, axis=1, keepdims=True)
+    return (vec / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def embed_texts(model: LoadedModel, texts: Sequence[str], **kw) -> np.ndarray:
+    return embed_token_ids(model, _tokenize_many(model, texts), **kw)
+
+
+def _spans(document: Document) -> list[PassageSpan]:
+    return passage_spans(document.text, document.language, document.paragraphs)
+
+
+def embedding_key(model: LoadedModel, texts: Sequence[str]) -> str:
+    """Model identity + versions + the passage texts: an edited document or a new model never hits."""
+    pre, suf = special_affixes(model)
+    layout = repr((pre, suf, model.info.max_tokens, "mean-last"))
+    return make_key("embedding", EMBEDDING_VERSION, ENGINE_VERSION, model.info.identity, layout,
+                    make_key(*texts) if texts else "")
+
+
+def _encode(vectors: np.ndarray) -> bytes:
+    return struct.pack("<ii", *vectors.shape) + vectors.astype(np.float16).tobytes()
+
+
+def _decode(blob: bytes) -> np.ndarray:
+    n, d = struct.unpack_from("<ii", blob)
+    return np.frombuffer(blob, np.float16, n * d, 8).reshape(n, d).astype(np.float32)
+
+
+def index_documents(documents: Sequence[Document], model: LoadedModel, *, store: ResultStore | None = None,
+                    use_store: bool = True, progress: Progress | None = None,
+                    batch_tokens: int | None = None) -> list[PassageIndex]:
+    """Passage embeddings of every document: read from the store when present, else computed (all
+    missing documents' passages batched together by length) and saved. Progress counts passages."""
+    if store is None and use_store:
+        store = default_store()
+    spans = [_spans(d) for d in documents]
+    texts = [[d.text[s.start:s.end] for s in sp] for d, sp in zip(documents, spans)]
+    keys = [embedding_key(model, t) for t in texts]
+    found = store.get_many(list(dict.fromkeys(keys))) if store is not None else {}
+    vectors: dict[int, np.ndarray] = {}
+    for i, k in enumerate(keys):
+        if k in found:
+            v = _decode(found[k])
+            if v.shape[0] == len(texts[i]):
+                vectors[i] = v
+    todo = [i for i in range(len(documents)) if i not in vectors]
+    total = sum(len(t) for t in texts)
+    cached = total - sum(len(texts[i]) for i in todo)
+    if progress:
+        progress(cached, total)
+    if todo:
+        flat = [t for i in todo for t in texts[i]]
+        ids = _tokenize_many(model, flat)
+
+        def sub_progress(done: int, n: int) -> None:
+            if progress:
+                progress(cached + int((total - cached) * done / max(n, 1)), total)
+
+        mat = embed_token_ids(model, ids, batch_tokens=batch_tokens, progress=sub_progress)
+        fresh: dict[str, bytes] = {}
+        pos = 0
+        for i in todo:
+            n = len(texts[i])
+            vectors[i] = mat[pos:pos + n]
+            pos += n
+            fresh[keys[i]] = _encode(vectors[i])
+        if store is not None:
+            store.put_many(fresh, kind="embedding")
+    if progress:
+        progress(total, total)
+    return [PassageIndex(d, spans[i], vectors[i], i not in todo) for i, d in enumerate(documents)]
+
+
+# ------------------------------------------------------------------------------------------------ query
+def known_token_ids(model: LoadedModel, text: str) -> list[int]:
+    """The query's tokens the model has in its vocabulary ([UNK] dropped)."""
+    ids = _tokenize_many(model, [text])[0]
+    unk = model.tokenizer.unk_token_id
+    return [i for i in ids if i != unk]
+
+
+def check_query(model: LoadedModel, query: Query | str) -> Query:
+    """A Query the model can read; QueryError for an empty one or one with no word the model knows."""
+    q = make_query(query) if isinstance(query, str) else query
+    if not q.text.strip():
+        raise QueryError("the query is empty: type or paste a claim or a few words to search for")
+    if not known_token_ids(model, q.text):
+        raise QueryError(f"no word of the query is known to the model {model.info.id!r} "
+                         f"(every token is [UNK]); try another model or another wording")
+    return q
+
+
+def document_score(query_sims: np.ndarray, element_best: Sequence[float], k: int = TOP_K) -> float:
+    """½ · mean of the top-k passage similarities + ½ · mean of each element's best similarity
+    (the module docstring says why). With one element, or no passage, it is the first term alone."""
+    if len(query_sims) == 0:
+        return 0.0
+    top = float(np.sort(query_sims)[::-1][:k].mean())
+    if len(element_best) <= 1:
+        return top
+    return 0.5 * top + 0.5 * float(np.mean(element_best))
+
+
+def rank_documents(query: Query | str, documents: Sequence[Document], model: LoadedModel, *,
+                   store: ResultStore | None = None, use_store: bool = True, progress: Progress | None = None,
+                   top_passages: int = 5, indexes: Sequence[PassageIndex] | None = None) -> list[RankedDocument]:
+    """Documents best first, each with its best passages and, per query element, its best passage."""
+    q = check_query(model, query)
+    if indexes is None:
+        indexes = index_documents(documents, model, store=store, use_store=use_store, progress=progress)
+    elements = list(q.elements)
+    ids = _tokenize_many(model, [q.text] + elements)
+    unk = model.tokenizer.unk_token_id
+    readable = [any(t != unk for t in seq) for seq in ids]
+    qv = embed_token_ids(model, ids)  # [1 + E, D]
+    scored = []
+    for ix in indexes:
+        sims = ix.vectors @ qv.T if len(ix.spans) else np.zeros((0, len(qv)), np.float32)  # [P, 1 + E]
+        q_sims = sims[:, 0]
+        matches, best_vals = [], []
+        for e, text in enumerate(elements):
+            if not len(q_sims) or not readable[1 + e]:
+                matches.append(ElementMatch(text, None, None, 0.0))
+                best_vals.append(0.0)
+                continue
+            j = int(np.argmax(sims[:, 1 + e]))
+            matches.append(ElementMatch(text, ix.spans[j].start, ix.spans[j].end, float(sims[j, 1 + e])))
+            best_vals.append(float(sims[j, 1 + e]))
+        order = np.argsort(-q_sims, kind="stable")[:top_passages]
+        passages = [RankedPassage(ix.spans[j].start, ix.spans[j].end, float(q_sims[j]), ix.spans[j].label)
+                    for j in order]
+        scored.append((document_score(q_sims, best_vals), ix, passages, matches, q_sims))
+    scored.sort(key=lambda t: -t[0])
+    return [RankedDocument(ix.document, s, r + 1, passages, matches, q_sims, ix.spans)
+            for r, (s, ix, passages, matches, q_sims) in enumerate(scored)]
+
+
+# ----------------------------------------------------------------------------------------- outputs
+def to_json(ranked: Sequence[RankedDocument], query: Query | None = None) -> str:
+    """The `rank` CLI contract: a JSON list, best first."""
+    return json.dumps([r.to_json() for r in ranked], ensure_ascii=False)
+
+
+def claim_chart_rows(ranked: Sequence[RankedDocument]) -> list[dict]:
+    """The element × document matrix, one dict per element: {"#", "element", <document name>: score, …}
+    in rank order (a DataFrame of these is the shaded table)."""
+    if not ranked:
+        return []
+    rows = []
+    for e, match in enumerate(ranked[0].elements):
+        row: dict = {"#": e + 1, "element": match.text}
+        for r in ranked:
+            row[r.document.name] = round(r.elements[e].score, 4)
+        rows.append(row)
+    return rows
+
+
+def claim_chart_csv(ranked: Sequence[RankedDocument], excerpt_chars: int = 300) -> str:
+    """The claim chart skeleton as CSV: per element, each document's score and best passage (span and text)."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    header = ["#", "element"]
+    for r in ranked:
+        name = r.document.name
+        header += [f"{name} score", f"{name} passage", f"{name} start", f"{name} end"]
+    w.writerow(header)
+    if ranked:
+        for e, match in enumerate(ranked[0].elements):
+            row: list = [e + 1, match.text]
+            for r in ranked:
+                m = r.elements[e]
+                text = "" if m.start is None else " ".join(r.document.text[m.start:m.end].split())
+                if len(text) > excerpt_chars:
+                    text = text[:excerpt_chars - 1] + "…"
+                row += [f"{m.score:.4f}", text, "" if m.start is None else m.start, "" if m.end is None else m.end]
+            w.writerow(row)
+    return buf.getvalue()
