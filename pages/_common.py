@@ -287,3 +287,84 @@ def require_entry(url_path: str) -> None:
     if "chumoku.started" in st.session_state:
         return
     st.switch_page("dashboard.py", query_params={**st.query_params.to_dict(), ROUTE_PARAM: url_path})
+
+
+# ---- the reviewer's claim or query (shared by Screen and Batch) -------------------------------------------
+QUERY = "chumoku.query"  # attn_core Query the reviewer holds, or None
+RANKINGS = "chumoku.rankings"  # dict[key, list[RankedDocument]]: rankings this session already computed
+QUERY_SOURCES = ("Type or paste", "A claim of an uploaded patent", "A text file")
+
+
+def query_editor(docs: list[ac.Document], model: ac.LoadedModel, key: str) -> ac.Query | None:
+    """Claim/query input: pasted, one of a patent's claims, or a file; its elements editable one per row."""
+    from attn_core.claims import extract_claims
+
+    current: ac.Query | None = st.session_state.get(QUERY)
+    source = st.radio("Query from", QUERY_SOURCES, horizontal=True, key=f"{key}.qsource")
+    text = ""
+    if source == QUERY_SOURCES[0]:
+        text = st.text_area("Claim or query", value=current.text if current else "", height=110, key=f"{key}.qtext",
+                            placeholder="1. A system for …, comprising: a …; and a … wherein …  /  "
+                                        "【請求項１】…と、…とを備える…")
+    elif source == QUERY_SOURCES[1]:
+        with_claims = [(d, extract_claims(d)) for d in docs]
+        with_claims = [(d, c) for d, c in with_claims if c]
+        if not with_claims:
+            st.info("None of this session's documents has claims Chumoku can find "
+                    "(US 'CLAIMS' section / USPTO XML, or 【請求項１】).")
+        else:
+            pick = st.selectbox("Patent", range(len(with_claims)), key=f"{key}.qdoc",
+                                format_func=lambda i: with_claims[i][0].name)
+            claims = with_claims[pick][1]
+            n = st.selectbox("Claim", range(len(claims)), key=f"{key}.qclaim",
+                             format_func=lambda i: f"claim {claims[i].number}: {claims[i].text[:80]}…")
+            text = claims[n].text
+    else:
+        f = st.file_uploader("Query file", type=["txt", "md"], key=f"{key}.qfile")
+        if f is not None:
+            try:
+                text = ac.ingest_bytes(f.getvalue(), f.name).text
+            except ac.ChumokuError as exc:
+                st.error(f"{f.name}: {exc.message}")
+    if not text.strip():
+        st.session_state[QUERY] = None
+        return None
+    try:
+        query = ac.make_query(text)
+    except ac.QueryError as exc:
+        st.error(exc.message)
+        return None
+    if current is not None and current.text == query.text:
+        query = query.with_elements(current.elements)  # keep the reviewer's edits across reruns and pages
+    st.caption("Claim elements: edit, add or delete rows; each is matched and charted on its own.")
+    edited = st.data_editor({"element": list(query.elements)}, num_rows="dynamic", width="stretch",
+                            key=f"{key}.elements.{hash(query.text) & 0xffffffff:x}")
+    query = query.with_elements([str(e) for e in edited["element"] if e is not None])
+    try:
+        from attn_core.retrieval import check_query
+
+        query = check_query(model, query)
+    except ac.QueryError as exc:
+        st.error(exc.message)
+        return None
+    st.session_state[QUERY] = query
+    return query
+
+
+def rank(query: ac.Query, docs: list[ac.Document], model: ac.LoadedModel) -> list:
+    """Documents ranked against the query; passage embeddings come from the disk cache after the first time."""
+    from attn_core.retrieval import rank_documents
+
+    key = (query.text, query.elements, tuple(d.sha256 + d.language for d in docs), model.info.identity)
+    memo = st.session_state.setdefault(RANKINGS, {})
+    if key not in memo:
+        bar = st.progress(0.0, text="Embedding passages…")
+
+        def progress(done: int, total: int) -> None:
+            bar.progress(done / max(1, total), text=f"Embedding passages: {done}/{total}")
+
+        memo[key] = rank_documents(query, docs, model, progress=progress)
+        bar.empty()
+        while len(memo) > 8:
+            memo.pop(next(iter(memo)))
+    return memo[key]

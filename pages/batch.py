@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 
+import pandas as pd
 import streamlit as st
 
 import attn_core as ac
@@ -69,8 +70,31 @@ for i, doc in enumerate(docs):
 if overall is not None:
     overall.empty()
 
-# ranking against a query/claim: wired in by the lead
-# (the lead adds a claim/query box here and a ranking of `results` against it; the table below stays as is)
+# ---- ranking against a claim or query ---------------------------------------------------------------------
+ranked = []
+with st.expander("Rank against a claim or query", expanded=st.session_state.get(ui.QUERY) is not None):
+    query = ui.query_editor(docs, model, key="batch")
+    if query is not None:
+        ranked = ui.rank(query, [r.document for r in results], model)
+if ranked:
+    st.subheader("Ranked against the query")
+    st.dataframe(
+        [{"rank": r.rank, "document": r.document.name, "score": round(r.score, 4),
+          "best passage": " ".join(r.document.text[r.passages[0].start:r.passages[0].end].split())[:200]
+          if r.passages else ""} for r in ranked],
+        hide_index=True, width="stretch", key="batch.ranking",
+        column_config={"score": st.column_config.ProgressColumn(
+            "Score", min_value=0.0, max_value=1.0, format="%.3f",
+            help="½ · mean cosine of the 3 best passages + ½ · mean over claim elements of their best passage")})
+    st.markdown("**Claim chart** — each element's best passage score per document (read across a row to see "
+                "which document discloses that element best)")
+    chart = pd.DataFrame(ac.claim_chart_rows(ranked)).set_index("#")
+    numeric = [c for c in chart.columns if c != "element"]
+    st.dataframe(chart.style.background_gradient(cmap="Oranges", subset=numeric, vmin=0.0, vmax=1.0)
+                 .format("{:.3f}", subset=numeric), width="stretch", key="batch.claimchart")
+    st.download_button("Claim chart (CSV)", ac.claim_chart_csv(ranked).encode("utf-8"),
+                       file_name="chumoku-claim-chart.csv", mime="text/csv", key="batch.chartcsv",
+                       on_click="ignore", icon=":material/download:")
 
 # ---- the screening table ---------------------------------------------------------------------------------
 lib = ui.library()
@@ -100,7 +124,8 @@ st.dataframe(
 # ---- marks and opening ------------------------------------------------------------------------------------
 st.subheader("Review")
 names = {d.sha256: d.name for d in docs}
-order = [sha for sha in table["sha256"]] + [sha for sha in shas if sha not in set(table["sha256"])]
+first = [r.document.sha256 for r in ranked] or list(table["sha256"])
+order = first + [sha for sha in shas if sha not in set(first)]
 current = st.session_state.get(ui.SELECTED)
 pick = st.selectbox("Document", order, index=order.index(current) if current in order else 0,
                     format_func=lambda sha: names[sha], key="batch.pick")
