@@ -23,22 +23,25 @@ def sidebar() -> ac.LoadedModel | None:
         st.markdown("### 注目 Chumoku")
         current = st.session_state[ui.MODEL_ID]
         options = MODEL_CHOICES + [CUSTOM]
-        choice = st.selectbox("Model", options, index=options.index(current) if current in options else len(options) - 1,
+        choice = st.selectbox("Model", options, index=options.index(current) if current in options else len(options) - 1, key="sidebar.model",
                               help="The offline default works without network; hub models need the network "
                                    "or a local copy (see Models & cache).")
         if choice == CUSTOM:
-            typed = st.text_input("Hub id or local folder", value="" if current in MODEL_CHOICES else current)
+            typed = st.text_input("Hub id or local folder", value="" if current in MODEL_CHOICES else current,
+                                  key="sidebar.custom_model")
             choice = typed.strip() or current
         st.session_state[ui.MODEL_ID] = choice
         methods = list(ac.METHODS)
         st.session_state[ui.METHOD] = st.selectbox(
             "Attention reduction", methods, index=methods.index(st.session_state[ui.METHOD])
-            if st.session_state[ui.METHOD] in methods else 0,
+            if st.session_state[ui.METHOD] in methods else 0, key="sidebar.method",
             format_func=lambda m: f"{m} — {ac.METHODS[m].split(':')[0]}", help="\n\n".join(
                 f"**{k}**: {v}" for k, v in ac.METHODS.items()))
         with st.expander("Layer and head"):
-            layer = st.text_input("Layer (last, all, or an index)", value=str(st.session_state[ui.LAYER]))
-            head = st.text_input("Head (mean, max, or an index)", value=str(st.session_state[ui.HEAD]))
+            layer = st.text_input("Layer (last, all, or an index)", value=str(st.session_state[ui.LAYER]),
+                                  key="sidebar.layer")
+            head = st.text_input("Head (mean, max, or an index)", value=str(st.session_state[ui.HEAD]),
+                                 key="sidebar.head")
             st.session_state[ui.LAYER] = ui._parse_param(ui.LAYER, layer.strip() or "last")
             st.session_state[ui.HEAD] = ui._parse_param(ui.HEAD, head.strip() or "mean")
         try:
@@ -47,6 +50,14 @@ def sidebar() -> ac.LoadedModel | None:
         except ac.ChumokuError as exc:
             st.error(exc.message)
             return None
+        for key, allowed, count, what in ((ui.LAYER, ac.LAYER_CHOICES, model.num_layers, "layers"),
+                                          (ui.HEAD, ac.HEAD_CHOICES, model.num_heads, "heads")):
+            value = st.session_state[key]
+            if (isinstance(value, int) and not -count <= value < count) or (
+                    not isinstance(value, int) and value not in allowed):
+                st.error(f"{value!s:.20} is not one of {', '.join(allowed)} or 0–{count - 1} ({count} {what}); "
+                         f"using {allowed[0]}.")
+                st.session_state[key] = allowed[0]
         st.caption(ui.model_status(model))
         if model.info.fallback_reason:
             st.warning(f"Using the offline default: {model.info.fallback_reason}")
@@ -70,21 +81,20 @@ def home() -> None:
             ui.add_document(doc)
         st.session_state[ui.SELECTED] = st.session_state[ui.DOCS][0]
         st.switch_page(SCREEN)
-    st.page_link(SCREEN, label="Screen your own documents", icon="📄")
-    st.page_link(BATCH, label="Screen dozens of documents, or rank them against a claim", icon="🗂️")
+    st.page_link(SCREEN, label="Screen your own documents", icon=":material/description:")
+    st.page_link(BATCH, label="Screen dozens of documents, or rank them against a claim", icon=":material/table_view:")
 
 
-SCREEN = st.Page("pages/screen.py", title="Screen", icon="📄", url_path="screen")
-EXPLORER = st.Page("pages/explorer.py", title="Explorer", icon="🔬", url_path="explorer")
-BATCH = st.Page("pages/batch.py", title="Batch & claims", icon="🗂️", url_path="batch")
-MODELS = st.Page("pages/models.py", title="Models & cache", icon="⚙️", url_path="models")
-HOME = st.Page(home, title="Home", icon="🏠", default=True)
+SCREEN = st.Page("pages/screen.py", title="Screen", icon=":material/description:", url_path="screen")
+EXPLORER = st.Page("pages/explorer.py", title="Explorer", icon=":material/biotech:", url_path="explorer")
+BATCH = st.Page("pages/batch.py", title="Batch & claims", icon=":material/table_view:", url_path="batch")
+MODELS = st.Page("pages/models.py", title="Models & cache", icon=":material/settings:", url_path="models")
+HOME = st.Page(home, title="Home", icon=":material/home:", default=True)
 
 PAGES = [HOME, SCREEN, EXPLORER, BATCH, MODELS]
 st.session_state[ui.MODEL] = sidebar()
 navigation = st.navigation(PAGES)
-route = st.query_params.get(ui.ROUTE_PARAM)
-if route is not None:  # see ui.require_entry: finish the detour to the page the link named
+if (route := st.query_params.get(ui.ROUTE_PARAM)) is not None:  # finish ui.ensure_navigation's detour
     params = {k: v for k, v in st.query_params.to_dict().items() if k != ui.ROUTE_PARAM}
     st.switch_page(next((p for p in PAGES if p.url_path == route), HOME), query_params=params)
 navigation.run()

@@ -26,8 +26,12 @@ STYLE = """
 .chumoku-minimap a { flex: 1 1 0; display: block; }
 .chumoku-readfirst { margin: 0; padding-left: 1.6em; }
 .chumoku-readfirst li { margin-bottom: 0.35em; }
+.chumoku-readfirst a, .chumoku-find a { color: inherit; text-decoration: none; }
+.chumoku-readfirst a:hover, .chumoku-find a:hover { text-decoration: underline; color: #1c7ed6; }
 .chumoku-readfirst .score { color: #d9480f; font-variant-numeric: tabular-nums; margin-right: 0.4em; }
 """
+
+STYLE_TAG = f"<style>{' '.join(STYLE.split())}</style>"
 
 
 def score_color(score: float, top_percent: float = 100.0) -> str | None:
@@ -152,12 +156,60 @@ def passage_preview(result: AnalysisResult, p: Passage, chars: int = 160) -> str
     return s if len(s) <= chars else s[: chars - 1] + "…"
 
 
-def read_first_html(result: AnalysisResult, k: int = 10) -> str:
+def read_first_html(result: AnalysisResult, k: int = 10, chars: int = 120) -> str:
+    """The top-k passages, best first; each whole item links to its `#passage-N` in the document."""
     index = {id(p): i for i, p in enumerate(result.passages)}
     items = []
     for p in result.read_first(k):
         where = f" · p.{p.page}" if p.page else ""
-        label = f"{html.escape(p.label)} " if p.label else ""
-        items.append(f'<li><a href="#passage-{index[id(p)]}"><span class="score">{p.score:.2f}</span></a>'
-                     f'{label}{html.escape(passage_preview(result, p))}{where}</li>')
+        preview = passage_preview(result, p, chars)
+        label = f"{html.escape(p.label)} " if p.label and not preview.startswith(p.label) else ""
+        items.append(f'<li data-rank="{p.rank}"><a href="#passage-{index[id(p)]}"><span class="score">{p.score:.2f}</span>'
+                     f'{label}{html.escape(preview)}{where}</a></li>')
     return f'<ol class="chumoku-readfirst">{"".join(items)}</ol>'
+
+
+# ---- helpers for showing the HTML inside a Streamlit page ---------------------------------------------
+_MD_PUNCT = re.compile(r"([!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])")
+
+
+def escape_markdown(text: str) -> str:
+    """Backslash-escape every ASCII punctuation character, so a file name shown through Markdown
+    (st.error, st.subheader, progress text) is literal text: no links, emphasis, HTML, math or directives."""
+    return _MD_PUNCT.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def find_hits(result: AnalysisResult, needle: str | None) -> list[tuple[int, int]]:
+    """(passage index, matches in it) for every passage containing `needle` (case-insensitive), in text order."""
+    ranges = _find_ranges(result.document.text, needle)
+    out: list[tuple[int, int]] = []
+    pi, passages = 0, result.passages
+    for fs, _fe in ranges:
+        while pi < len(passages) and passages[pi].end <= fs:
+            pi += 1
+        if pi < len(passages) and passages[pi].start <= fs:
+            if out and out[-1][0] == pi:
+                out[-1] = (pi, out[-1][1] + 1)
+            else:
+                out.append((pi, 1))
+    return out
+
+
+def find_links_html(result: AnalysisResult, hits: Sequence[tuple[int, int]], k: int = 30) -> str:
+    """Links to the first `k` passages holding find matches."""
+    ps = result.passages
+    links = [f'<a href="#passage-{i}" title="{n} match{"es" if n > 1 else ""}">'
+             f'#{ps[i].rank}{" " + html.escape(ps[i].label) if ps[i].label else ""}</a>' for i, n in hits[:k]]
+    more = f" … and {len(hits) - k} more" if len(hits) > k else ""
+    return f'<div class="chumoku-find">{" · ".join(links)}{more}</div>'
+
+
+_UNSAFE_FILENAME = re.compile(r"[^\w.\-]+", re.UNICODE)
+
+
+def download_name(document_name: str, suffix: str) -> str:
+    """A safe download file name from a document name: `stem.chumoku.<suffix>`, no path, no odd characters."""
+    base = re.split(r"[\\/]", document_name or "")[-1]
+    stem = base.rsplit(".", 1)[0] if "." in base.strip(".") else base
+    stem = _UNSAFE_FILENAME.sub("_", stem).strip("._-")[:80] or "document"
+    return f"{stem}.chumoku.{suffix.lstrip('.')}"

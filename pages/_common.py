@@ -5,6 +5,7 @@ hold what must survive a page switch: the session's documents, the open document
 """
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from dataclasses import replace
@@ -15,21 +16,21 @@ import attn_core as ac
 from attn_core.library import Library, default_library
 from attn_core.render import escape_markdown
 
-def ensure_navigation() -> None:
-    """Run every page through dashboard.py's `st.navigation`, even on a fresh server's first request.
+ROUTE_PARAM = "page"  # set while a link that reached a page before the entry script is routed through it
 
-    Streamlit starts in its old "pages/ folder" mode whenever a `pages/` folder sits beside the main script,
-    and leaves it only once a run has called `st.navigation`. So when the first request a fresh server gets
-    is for /screen (a share link), Streamlit runs pages/screen.py on its own: no dashboard.py, no session
-    defaults, a sidebar listing every file in pages/. Leave that mode and run again (same URL, same page).
+
+def ensure_navigation() -> None:
+    """Run every page through dashboard.py, even when a share link is a fresh server's first request.
+
+    With a `pages/` folder beside the main script, Streamlit starts in its old "pages folder" mode until a
+    run calls `st.navigation`; a first request for /screen then runs pages/screen.py alone (no session
+    defaults, no sidebar). Such a run detours through dashboard.py, which sends it on to the page the link
+    named, with the link's query params.
     """
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # pragma: no cover - a Streamlit without the old mode
+    if "chumoku.started" in st.session_state:
         return
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    page = st.context.url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0] if st.context.url else ""
+    st.switch_page("dashboard.py", query_params={**st.query_params.to_dict(), ROUTE_PARAM: page})
 
 
 # ---- session keys ---------------------------------------------------------------------------------
@@ -278,16 +279,6 @@ def clear_memo() -> int:
     return n
 
 
-ROUTE_PARAM = "page"  # set when a link reached a page before the entry script had run
-
-
-def require_entry(url_path: str) -> None:
-    """A link straight to a page on a freshly started server runs the page file alone (Streamlit has not
-    seen `st.navigation` yet): route it through dashboard.py, keeping the link's query params."""
-    if "chumoku.started" in st.session_state:
-        return
-    st.switch_page("dashboard.py", query_params={**st.query_params.to_dict(), ROUTE_PARAM: url_path})
-
 
 # ---- the reviewer's claim or query (shared by Screen and Batch) -------------------------------------------
 QUERY = "chumoku.query"  # attn_core Query the reviewer holds, or None
@@ -368,3 +359,43 @@ def rank(query: ac.Query, docs: list[ac.Document], model: ac.LoadedModel) -> lis
         while len(memo) > 8:
             memo.pop(next(iter(memo)))
     return memo[key]
+
+
+def guided(doc: ac.Document, model: ac.LoadedModel, query: ac.Query, element: int | None,
+           container=None) -> ac.AnalysisResult:
+    """Query-guided scores (whole query or one element), with progress; memoised like `analyze`."""
+    key = (doc.sha256, doc.language, model.info.identity, "query", query.text, query.elements, element)
+    memo, lock = _memo()
+    with lock:
+        if key in memo:
+            memo.move_to_end(key)
+            return memo[key]
+    bar = (container or st).progress(0.0, text=f"{escape_markdown(doc.name)}: reading for the query…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / max(1, total), text=f"{escape_markdown(doc.name)}: {done}/{total} query × chunk passes")
+
+    result = ac.guided_analyze(doc, model, query, element=element, progress=progress)
+    bar.empty()
+    with lock:
+        memo[key] = result
+        while len(memo) > MEMO_ENTRIES:
+            memo.popitem(last=False)
+    return result
+
+
+def faithfulness_badge(result: ac.AnalysisResult, model: ac.LoadedModel) -> None:
+    """The measured badge: how much the model's output moves when the shaded words are deleted."""
+    try:
+        with st.spinner("Measuring how much the model relies on the shaded words…"):
+            f = ac.measure_faithfulness(result, model)
+    except Exception:  # noqa: BLE001 - the badge is a bonus: never take the document down with it
+        logging.getLogger("chumoku").exception("faithfulness failed for %s", result.document.sha256)
+        st.caption("Faithfulness could not be measured for this document.")
+        return
+    if f.ratio_random is None:
+        st.caption(f"Faithfulness: not measurable on this document ({f.windows} windows with enough words).")
+        return
+    good = f.ratio_random >= 2.0 and (f.ratio_baseline or 0) >= 1.0
+    st.markdown(f":{'green' if good else 'orange'}-badge[:material/verified: faithfulness {f.badge}] "
+                f"<small>{escape_markdown(f.explanation)}</small>", unsafe_allow_html=True)

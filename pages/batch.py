@@ -11,7 +11,7 @@ from attn_core.library import REVIEW_STATUSES
 from attn_core.screening import screening_table
 from pages import _common as ui
 
-ui.require_entry("batch")
+ui.ensure_navigation()  # a share link may be a fresh server's first request
 
 BATCH_ERRORS = "chumoku.batch_errors"  # [(file name, message)] of the last batch of uploads that had news
 

@@ -9,7 +9,7 @@ import attn_core as ac
 from attn_core import charts
 from pages import _common as ui
 
-ui.require_entry("explorer")
+ui.ensure_navigation()  # a share link may be a fresh server's first request
 
 
 @st.cache_data(max_entries=4, show_spinner="Running the model on this chunk…")

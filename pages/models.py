@@ -9,7 +9,7 @@ import attn_core as ac
 from attn_core.models import pick_device
 from pages import _common as ui
 
-ui.require_entry("models")
+ui.ensure_navigation()  # a share link may be a fresh server's first request
 
 CONFIRM = "chumoku.models.confirm_clear"
 CLEARED = "chumoku.models.cleared"  # message of the last clear, shown once

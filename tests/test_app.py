@@ -1,0 +1,260 @@
+"""The real app (dashboard.py + pages/screen.py) under Streamlit's AppTest, on the real offline MiniLM.
+
+AppTest runs no JavaScript: what a browser does with the HTML (scrolling, fonts, dialogs) is in test_browser.py.
+"""
+from __future__ import annotations
+
+import html
+import os
+import re
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import EN_TEXT, JA_TEXT
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard.py")
+SCREEN = "pages/screen.py"
+XSS = "<script>alert(1)</script><img src=x onerror=alert(2)></span><b>bold</b>"
+XSS_NAME = "<img src=x onerror=alert(3)>.txt"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    """AppTest shares st.cache_resource across instances in one process: the model may be shared (read-only),
+    but results memoised by another test must not hide what this test checks."""
+    from pages import _common as ui
+
+    ui._memo.clear()
+    yield
+    ui._memo.clear()
+
+
+def app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def screen(at: AppTest) -> AppTest:
+    at.switch_page(SCREEN).run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Screen"
+    return at
+
+
+def upload(at: AppTest, *files: tuple[str, bytes]) -> AppTest:
+    at.file_uploader(key="uploader").set_value([(name, data, "application/octet-stream") for name, data in files])
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def html_of(at: AppTest) -> str:
+    return "\n".join(h.value for h in at.html)
+
+
+def doc_html(at: AppTest) -> str:
+    docs = [h.value for h in at.html if 'class="chumoku-doc"' in h.value]
+    assert len(docs) == 1, "exactly one rendered document"
+    return docs[0]
+
+
+def visible_text(fragment: str) -> str:
+    fragment = re.sub(r"<style>.*?</style>", "", fragment, flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", "", fragment))
+
+
+def unescape_md(s: str) -> str:
+    return re.sub(r"\\(.)", r"\1", s)
+
+
+def selected_name(at: AppTest) -> str:
+    return unescape_md(at.subheader[0].value)
+
+
+def no_raw_html_anywhere(at: AppTest) -> None:
+    everything = [h.value for h in at.html] + [m.value for m in at.markdown] + [e.value for e in at.error] + \
+                 [s.value for s in at.subheader] + [c.value for c in at.caption]
+    for value in everything:
+        # HTML blocks carry escaped text; Markdown bodies a backslash before every "<" (shown literally)
+        assert not re.search(r"(?<!\\)<(script|img|b>)", value), value[:300]
+
+
+# ---- home -------------------------------------------------------------------------------------------------
+def test_home_shows_model_status():
+    at = app()
+    assert at.title[0].value.startswith("注目 Chumoku")
+    assert any("all-MiniLM-L6-v2" in i.value and "offline" in i.value for i in at.info)
+    assert at.button(key="demo")
+
+
+def test_demo_button_opens_screen_with_samples():
+    at = app()
+    at.button(key="demo").click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Screen"
+    assert len(at.selectbox(key="screen.picker").options) == 3
+    assert selected_name(at) == "US08930553B2.txt"
+    assert "attn-hl" in doc_html(at)
+
+
+# ---- screen -----------------------------------------------------------------------------------------------
+def test_screen_without_documents_says_what_to_do():
+    at = screen(app())
+    assert any("Upload one or more documents" in i.value for i in at.info)
+    assert not at.html
+
+
+def test_single_japanese_upload_shaded_escaped_with_unk_warning():
+    at = upload(screen(app()), ("ja.txt", JA_TEXT.encode("utf-8")))
+    out = doc_html(at)
+    assert out.count('class="attn-hl"') >= 3 and "background-color:rgba(" in out
+    assert visible_text(out).replace("\n", "").count("バルーンカテーテル") == 1
+    assert 'id="passage-0"' in out
+    assert at.caption[0].value.startswith("ja ·")
+    warnings = [w.value for w in at.warning]
+    import attn_core as ac
+
+    rec = ac.recommended_for("ja")
+    assert any("unknown to" in w and "UNK" in w and rec.id in unescape_md(w) and rec.download_command in w
+               for w in warnings), warnings  # the recommended Japanese model and how to get it
+
+
+def test_several_files_ja_and_en_are_all_analysed():
+    from pages import _common as ui
+
+    at = upload(screen(app()), ("ja.txt", JA_TEXT.encode("utf-8")), ("en.md", EN_TEXT.encode("utf-8")))
+    picker = at.selectbox(key="screen.picker")
+    assert len(picker.options) == 2
+    assert selected_name(at) == "ja.txt"  # the first new upload is opened
+    assert len(ui._memo()[0]) == 2  # the other document was analysed in the same run, with its own progress
+    picker.set_value(picker.options[1]).run()
+    assert selected_name(at) == "en.md"
+    assert at.caption[0].value.startswith("en ·")
+    assert "attn-hl" in doc_html(at)
+    assert not [w for w in at.warning if "unknown to" in w.value]  # English fits the default model
+
+
+def test_read_first_is_ranked_and_links_to_passages():
+    at = upload(screen(app()), ("en.txt", (EN_TEXT * 6).encode("utf-8")))
+    read_first = next(h.value for h in at.html if '<ol class="chumoku-readfirst"' in h.value)
+    ranks = [int(r) for r in re.findall(r'<li data-rank="(\d+)"', read_first)]
+    assert ranks == sorted(ranks) and ranks[0] == 1 and len(ranks) >= 3
+    targets = re.findall(r'href="#(passage-\d+)"', read_first)
+    document = doc_html(at)
+    for rank, target in zip(ranks, targets):  # each link reaches the passage with that rank
+        assert re.search(rf'id="{target}" data-rank="{rank}"', document), (rank, target)
+    minimap = next(h.value for h in at.html if '<div class="chumoku-minimap"' in h.value)
+    assert set(re.findall(r'href="#(passage-\d+)"', minimap)) <= set(re.findall(r'id="(passage-\d+)"', document))
+
+
+def test_find_marks_matches_and_links_to_them():
+    at = upload(screen(app()), ("en.txt", EN_TEXT.encode("utf-8")))
+    at.text_input(key="screen.find").input("packet").run()
+    assert "<mark>packet</mark>" in doc_html(at).lower()
+    assert any("**Find:** 3 matches" in m.value for m in at.markdown)
+    assert any('<div class="chumoku-find"' in h.value for h in at.html)
+
+
+def test_xss_in_text_and_file_name_is_rendered_as_text():
+    body = f"The server sends packets. {XSS} The proxy inspects every header.\n"
+    at = upload(screen(app()), (XSS_NAME, body.encode("utf-8")))
+    out = doc_html(at)
+    assert XSS in visible_text(out)
+    assert "&lt;script&gt;" in out
+    assert selected_name(at) == XSS_NAME
+    no_raw_html_anywhere(at)
+    names = {d.file_name for d in at.get("download_button")} if hasattr(at.get("download_button")[0], "file_name") \
+        else set()
+    assert all("<" not in n and "/" not in n for n in names)
+
+
+def test_bad_files_get_their_own_error_and_do_not_stop_the_others():
+    at = upload(screen(app()), ("first.txt", EN_TEXT.encode("utf-8")))
+    assert selected_name(at) == "first.txt"
+    truncated_pdf = b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R >>\nendobj\n2 0 obj << /Type /Pa"
+    bad = [("empty.txt", b""), ("noise.txt", os.urandom(4096)), ("broken.pdf", truncated_pdf),
+           ("setup.exe", b"MZ\x90\x00\x03" + os.urandom(512))]
+    at = upload(at, *bad, ("second.txt", JA_TEXT.encode("utf-8")))
+    errors = [unescape_md(e.value) for e in at.error]
+    assert len(errors) == 4, errors
+    for (name, _), message in zip(bad, errors):
+        assert name in message, (name, message)
+    assert not any("Traceback" in e or "File \"" in e for e in errors)
+    assert selected_name(at) == "second.txt" and "attn-hl" in doc_html(at)
+    picker = at.selectbox(key="screen.picker")
+    assert len(picker.options) == 2  # the earlier result is not lost
+    picker.set_value(picker.options[0]).run()
+    assert selected_name(at) == "first.txt" and "attn-hl" in doc_html(at)
+    assert len(at.error) == 4  # the errors stay beside the uploader until the next upload
+
+
+def test_language_override_changes_the_analysis():
+    at = upload(screen(app()), ("ja.txt", JA_TEXT.encode("utf-8")))
+    assert at.caption[0].value.startswith("ja ·")
+    words_ja = doc_html(at).count('class="attn-hl"')
+    sha = at.selectbox(key="screen.picker").value
+    lang = at.selectbox(key=f"screen.lang.{sha}")
+    assert lang.value == "auto"
+    lang.set_value("en").run()
+    assert not at.exception, at.exception
+    assert at.caption[0].value.startswith("en ·")
+    assert at.session_state["chumoku.lang"] == {sha: "en"}
+    words_en = doc_html(at).count('class="attn-hl"')
+    assert words_en != words_ja  # English word segmentation of Japanese text: other words, other shading
+    at.selectbox(key=f"screen.lang.{sha}").set_value("auto").run()
+    assert at.caption[0].value.startswith("ja ·")
+
+
+def test_share_link_opens_the_document_and_another_session_sees_nothing():
+    import attn_core as ac
+    from attn_core.library import default_library
+
+    doc = ac.ingest_bytes(EN_TEXT.encode("utf-8"), "shared.txt")
+    default_library().save_document(doc)  # a teammate uploaded it earlier on this server
+
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["doc"] = doc.sha256
+    at.query_params["top"] = "35"
+    at.run()
+    assert not at.exception, at.exception
+    at = screen(at)
+    assert selected_name(at) == "shared.txt" and "attn-hl" in doc_html(at)
+    assert at.slider(key="screen.top").value == 35
+    assert at.query_params["doc"] == [doc.sha256] or at.query_params["doc"] == doc.sha256
+    link = at.get("code")[0].value if at.get("code") else ""
+    assert f"doc={doc.sha256}" in link and "top=35" in link and "/screen" in link
+
+    other = screen(app())  # no link: nothing of the first session
+    assert not other.html
+    assert any("Upload one or more documents" in i.value for i in other.info)
+
+
+def test_sessions_are_isolated():
+    first = upload(screen(app()), ("private.txt", EN_TEXT.encode("utf-8")))
+    assert selected_name(first) == "private.txt"
+    second = screen(app())
+    assert not second.html and not second.subheader
+    assert second.session_state["chumoku.docs"] == []
+
+
+def test_downloads_exist():
+    at = upload(screen(app()), ("report me.txt", EN_TEXT.encode("utf-8")))
+    buttons = at.get("download_button")
+    assert [b.label for b in buttons] == ["HTML report", "CSV of word scores", "JSON"]
+
+
+def test_classifier_label_per_document_and_chunk(classifier_dir):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["chumoku.model_id"] = str(classifier_dir)
+    at.run()
+    assert not at.exception, at.exception
+    at = upload(screen(at), ("en.txt", EN_TEXT.encode("utf-8")))
+    metric = at.metric[0]
+    assert metric.label == "Predicted label" and metric.value
+    assert "probability" in metric.delta
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["chunk", "characters", "label", "probability"] and len(table) >= 1
