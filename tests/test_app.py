@@ -258,3 +258,64 @@ def test_classifier_label_per_document_and_chunk(classifier_dir):
     assert "probability" in metric.delta
     table = at.dataframe[0].value
     assert list(table.columns) == ["chunk", "characters", "label", "probability"] and len(table) >= 1
+
+
+# ---- a claim or query (issue 6) ---------------------------------------------------------------------------
+CLAIM = ("A system for processing mid-dialog SIP messages, the system comprising: an incoming message processor "
+         "configured to receive a mid-dialog SIP message; and a SIP container configured to provide the message "
+         "to the application in the context of the new SIP session")
+
+
+def read_first_ranks(at: AppTest) -> list[str]:
+    read_first = next(h.value for h in at.html if '<ol class="chumoku-readfirst"' in h.value)
+    return re.findall(r'href="#(passage-\d+)"', read_first)
+
+
+def test_query_mode_on_screen_shades_for_the_query_with_a_badge():
+    at = app()
+    at.button(key="demo").click().run()  # opens the English patent
+    salient = read_first_ranks(at)
+    badges = [m.value for m in at.markdown if "faithfulness" in m.value and "random" in m.value]
+    assert len(badges) == 1 and re.search(r"\d\.\d× random", badges[0])  # salient highlight has its badge
+    at.text_area(key="screen.qtext").input(CLAIM).run()
+    assert not at.exception, at.exception
+    assert any("for the whole query" in i.value for i in at.info)
+    views = at.radio(key="screen.view").options
+    assert len(views) == 2 + 3 and views[0].startswith("salient")  # preamble + 2 elements, each selectable
+    guided = read_first_ranks(at)
+    assert guided != salient  # the read-first list answers the query now
+    assert "attn-hl" in doc_html(at)
+    assert [m.value for m in at.markdown if "faithfulness" in m.value and "random" in m.value]
+    at.radio(key="screen.view").set_value(3).run()  # element 2 only
+    assert any("element 2" in i.value for i in at.info)
+    at.radio(key="screen.view").set_value(0).run()  # back to the unguided view
+    assert read_first_ranks(at) == salient and not [i for i in at.info if "Shaded and ranked" in i.value]
+
+
+def test_empty_or_unknown_query_is_a_clear_error():
+    at = app()
+    at.button(key="demo").click().run()
+    at.text_area(key="screen.qtext").input("ⅲⅲⅲ ⅲⅲ").run()  # no token the model knows
+    assert not at.exception, at.exception
+    assert any("no word of the query is known" in e.value for e in at.error)
+    assert "attn-hl" in doc_html(at)  # the salient view is still shown, nothing lost
+
+
+def test_batch_ranks_documents_against_a_patent_claim_with_a_claim_chart():
+    at = app()
+    at.button(key="demo").click().run()
+    at.switch_page("pages/batch.py").run()
+    at.radio(key="batch.qsource").set_value("A claim of an uploaded patent").run()
+    assert not at.exception, at.exception
+    patents = at.selectbox(key="batch.qdoc")
+    assert patents.options  # the US patent (and the Japanese excerpt's 【請求項１】)
+    patents.set_value(next(i for i, label in enumerate(patents.options) if "US08930553B2" in label)).run()
+    assert not at.exception, at.exception
+    frames = [d.value for d in at.dataframe]
+    ranking = next(f for f in frames if "rank" in f.columns and "score" in f.columns)
+    assert list(ranking["rank"]) == [1, 2, 3]
+    assert ranking.iloc[0]["document"] == "US08930553B2.txt"  # its own claim 1 finds it first
+    assert list(ranking["score"]) == sorted(ranking["score"], reverse=True)
+    chart = next(f for f in frames if "element" in f.columns and f.index.name == "#")
+    assert "US08930553B2.txt" in chart.columns and len(chart) >= 2  # one row per claim element
+    assert any(b.label == "Claim chart (CSV)" for b in at.get("download_button"))

@@ -159,7 +159,10 @@ def test_screen_in_a_real_browser(browser_env):
     wait_idle(page)
     page.mouse.move(0, 0)
     DOCS_SHOT.parent.mkdir(exist_ok=True)
+    page.set_viewport_size({"width": 1400, "height": 1350})
+    page.locator("div.chumoku-doc").first.scroll_into_view_if_needed()
     page.screenshot(path=str(DOCS_SHOT))  # for the README: the Screen page on a real patent
+    page.set_viewport_size({"width": 1400, "height": 900})
     assert DOCS_SHOT.stat().st_size < 400_000
     links = page.locator("ol.chumoku-readfirst a")
     # the read-first passage deepest in the document: surely out of view before the click
@@ -194,5 +197,23 @@ def test_screen_in_a_real_browser(browser_env):
     page.wait_for_url("**/explorer**")
     expect(page.locator('[data-testid="stMain"] h1').first).to_be_visible()
     page.screenshot(path=str(SHOTS / "explorer.png"))
+    assert not page.locator('[data-testid="stException"]').count()
+    assert dialogs == []
+
+    # One claim: back on Screen, read the English patent for a query; it is shaded for it, with the badge.
+    page.locator('[data-testid="stSidebarNav"] a', has_text="Screen").click()
+    page.wait_for_url("**/screen**")
+    page.get_by_role("combobox", name="Document").click()
+    page.get_by_role("option", name="US08930553B2.txt", exact=False).click()
+    expect(page.get_by_role("heading", name=en.name)).to_be_visible()
+    page.get_by_text("Read for a claim or query").click()
+    box = page.get_by_label("Claim or query")
+    box.fill("a SIP container configured to provide the mid-dialog SIP message to the application")
+    box.press("Control+Enter")
+    expect(page.get_by_text("Shaded and ranked", exact=False)).to_be_visible()
+    expect(page.locator("div.chumoku-doc span.attn-hl").first).to_be_visible()
+    expect(page.get_by_text("× random", exact=False).first).to_be_visible()
+    wait_idle(page)
+    page.screenshot(path=str(SHOTS / "screen_query.png"))
     assert not page.locator('[data-testid="stException"]').count()
     assert dialogs == []
