@@ -214,8 +214,8 @@ def postprocess(document: Document, model: LoadedModel, settings: Settings, prep
                 outputs: Sequence[ChunkOutput], cached: int = 0, seconds: float = 0.0) -> AnalysisResult:
     tok = prepared.tokenized
     token_scores, owner = stitch(len(tok.ids), prepared.chunks, [o.scores for o in outputs])
-    tokens = [TokenScore(t, s, e, float(v), int(o), u)
-              for t, (s, e), v, o, u in zip(tok.tokens, tok.spans, token_scores, owner, tok.unk)]
+    tokens = [TokenScore(t, s, e, v, o, u)
+              for t, (s, e), v, o, u in zip(tok.tokens, tok.spans, token_scores.tolist(), owner.tolist(), tok.unk)]
     words = word_scores(document.text, word_spans(document.text, document.language), tok.spans, token_scores)
     spans = [(p.start, p.end, p.label, p.page) for p in passage_spans(document.text, document.language,
                                                                           document.paragraphs)]

@@ -22,7 +22,7 @@ class Settings:
         return repr(sorted(asdict(self).items()))
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # tens of thousands per document: slots, and no frozen-init cost
 class TokenScore:
     text: str  # the model's token, e.g. "##ing", "[UNK]"
     start: int  # character span in Document.text
@@ -32,7 +32,7 @@ class TokenScore:
     unk: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class WordScore:
     text: str  # == document.text[start:end]
     start: int

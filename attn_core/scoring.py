@@ -37,12 +37,12 @@ def percentile_ranks(values: np.ndarray) -> np.ndarray:
         return np.ones(1)
     order = np.argsort(values, kind="mergesort")
     sorted_vals = values[order]
-    ranks = np.empty(n, dtype=np.float64)
-    # average rank over runs of equal values
+    # average rank over runs of equal values: a run [s, e) gets (s + e - 1) / 2
     starts = np.flatnonzero(np.r_[True, sorted_vals[1:] != sorted_vals[:-1]])
     ends = np.r_[starts[1:], n]
-    for s, e in zip(starts, ends):
-        ranks[order[s:e]] = (s + e - 1) / 2.0
+    run_rank = (starts + ends - 1) / 2.0
+    ranks = np.empty(n, dtype=np.float64)
+    ranks[order] = np.repeat(run_rank, ends - starts)
     return ranks / (n - 1)
 
 
@@ -69,7 +69,7 @@ def word_scores(text: str, word_spans: Sequence[tuple[int, int]], token_spans: S
                 token_scores: np.ndarray) -> list[WordScore]:
     raw = word_raw_scores(word_spans, token_spans, token_scores)
     pct = percentile_ranks(raw)
-    return [WordScore(text[s:e], s, e, float(p), float(r)) for (s, e), p, r in zip(word_spans, pct, raw)]
+    return [WordScore(text[s:e], s, e, p, r) for (s, e), p, r in zip(word_spans, pct.tolist(), raw.tolist())]
 
 
 def passage_score(word_percentiles: np.ndarray, doc_mean: float, prior: float = PASSAGE_PRIOR_WORDS) -> float:
