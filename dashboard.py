@@ -18,7 +18,8 @@ MODEL_CHOICES = [m.id for m in ac.RECOMMENDED_MODELS]
 CUSTOM = "Other (hub id or local folder)…"
 
 
-def sidebar() -> ac.LoadedModel | None:
+def sidebar():
+    """The model and method pickers; the model itself loads when a page first needs it (ui.current_model)."""
     with st.sidebar:
         st.markdown("### 注目 Chumoku")
         current = st.session_state[ui.MODEL_ID]
@@ -44,24 +45,7 @@ def sidebar() -> ac.LoadedModel | None:
                                  key="sidebar.head")
             st.session_state[ui.LAYER] = ui._parse_param(ui.LAYER, layer.strip() or "last")
             st.session_state[ui.HEAD] = ui._parse_param(ui.HEAD, head.strip() or "mean")
-        try:
-            with st.spinner(f"Loading {choice}…"):
-                model = ui.get_model(choice)
-        except ac.ChumokuError as exc:
-            st.error(exc.message)
-            return None
-        for key, allowed, count, what in ((ui.LAYER, ac.LAYER_CHOICES, model.num_layers, "layers"),
-                                          (ui.HEAD, ac.HEAD_CHOICES, model.num_heads, "heads")):
-            value = st.session_state[key]
-            if (isinstance(value, int) and not -count <= value < count) or (
-                    not isinstance(value, int) and value not in allowed):
-                st.error(f"{value!s:.20} is not one of {', '.join(allowed)} or 0–{count - 1} ({count} {what}); "
-                         f"using {allowed[0]}.")
-                st.session_state[key] = allowed[0]
-        st.caption(ui.model_status(model))
-        if model.info.fallback_reason:
-            st.warning(f"Using the offline default: {model.info.fallback_reason}")
-    return model
+        return st.empty()  # the model status, filled by ui.current_model() once the model is loaded
 
 
 def home() -> None:
@@ -92,9 +76,11 @@ MODELS = st.Page("pages/models.py", title="Models & cache", icon=":material/sett
 HOME = st.Page(home, title="Home", icon=":material/home:", default=True)
 
 PAGES = [HOME, SCREEN, EXPLORER, BATCH, MODELS]
-st.session_state[ui.MODEL] = sidebar()
+st.session_state[ui.MODEL_SLOT] = sidebar()
+st.session_state[ui.MODEL_LOADED] = False  # this run has not asked for the model yet
 navigation = st.navigation(PAGES)
 if (route := st.query_params.get(ui.ROUTE_PARAM)) is not None:  # finish ui.ensure_navigation's detour
     params = {k: v for k, v in st.query_params.to_dict().items() if k != ui.ROUTE_PARAM}
     st.switch_page(next((p for p in PAGES if p.url_path == route), HOME), query_params=params)
 navigation.run()
+ui.current_model()  # the sidebar shows the model status on every page, also where the page did not need it

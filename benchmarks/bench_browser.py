@@ -39,9 +39,13 @@ def new_page(pw, profile: Path):
 
 
 def open_screen(page, url: str) -> None:
+    """The page as a reviewer sees it before dropping a file: rendered, and its first script run finished."""
     page.goto(url + "/screen")
     page.get_by_role("heading", name="Screen").wait_for()
     page.locator(UPLOAD).wait_for(state="attached")
+    page.get_by_text("all-MiniLM-L6-v2 (offline) · encoder").first.wait_for()
+    page.get_by_role("button", name="Stop").wait_for(state="detached")
+    page.wait_for_timeout(300)
 
 
 def upload_until_span(page, path: Path) -> tuple[float, float | None]:
@@ -63,12 +67,16 @@ def bench_ten(pw, path: Path) -> None:
         proc, url = start_server(Path(tmp) / "data", Path(tmp) / "streamlit.log")
         try:
             ctx, page = new_page(pw, Path(tmp) / "p1")
-            open_screen(page, url)
-            cold, progress = upload_until_span(page, path)
+            t0 = time.monotonic()  # cold: a fresh server's first page, the file dropped as soon as it can be
+            page.goto(url + "/screen")
+            page.locator(UPLOAD).wait_for(state="attached")
+            opened = time.monotonic() - t0
+            after_upload, progress = upload_until_span(page, path)
             ctx.close()
-            print(f"10-page {path.name} ({path.stat().st_size // 1024} KB): cold upload → first shaded span "
-                  f"{cold:.2f} s (first progress {progress if progress is None else round(progress, 2)} s; "
-                  f"includes model load)")
+            print(f"10-page {path.name} ({path.stat().st_size // 1024} KB): cold, page open → first shaded span "
+                  f"{opened + after_upload:.2f} s (model load and analysis included; uploader ready after "
+                  f"{opened:.2f} s, first progress {progress if progress is None else round(progress, 2)} s "
+                  f"after the upload)")
             for i in range(2):
                 ctx, page = new_page(pw, Path(tmp) / f"p{i + 2}")
                 open_screen(page, url)
@@ -85,8 +93,6 @@ def bench_hundred(pw, path: Path) -> None:
         try:
             ctx, page = new_page(pw, Path(tmp) / "p1")
             open_screen(page, url)
-            page.get_by_text("all-MiniLM-L6-v2 (offline)").first.wait_for()  # model loaded: time the document
-            page.wait_for_timeout(500)
             first, progress = upload_until_span(page, path)
             n = page.locator("div.chumoku-doc div.passage").count()
             print(f"100-page {path.name} ({path.stat().st_size // 1024} KB, {n} passages): upload → first visible "

@@ -44,7 +44,9 @@ LAYER = "chumoku.layer"
 HEAD = "chumoku.head"
 TOP_PERCENT = "chumoku.top_percent"
 SEEN_UPLOADS = "chumoku.seen_uploads"  # file_id of uploads already ingested (reruns do not redo them)
-MODEL = "chumoku.model"  # the LoadedModel the sidebar picked this run (None when it failed to load)
+MODEL = "chumoku.model"  # the LoadedModel the sidebar picked, once loaded in this run (None when it failed)
+MODEL_LOADED = "chumoku.model_loaded"  # whether this run has loaded (or tried to load) the model
+MODEL_SLOT = "chumoku.model_slot"  # the sidebar placeholder for the model status
 
 DEFAULTS = {
     DOCS: [], LANG_OVERRIDE: {}, ERRORS: [], SELECTED: None, MODEL_ID: ac.DEFAULT_MODEL_ID,
@@ -130,7 +132,36 @@ MEMO_ENTRIES = 64
 
 
 def current_model() -> ac.LoadedModel | None:
-    return st.session_state.get(MODEL)
+    """The sidebar's model, loaded when a page first needs it, so the page's widgets are already on screen
+    while a cold model loads. Its status (or error) goes to the sidebar."""
+    if st.session_state.get(MODEL_LOADED):
+        return st.session_state.get(MODEL)
+    st.session_state[MODEL_LOADED] = True
+    model_id, model = st.session_state[MODEL_ID], None
+    with (st.session_state.get(MODEL_SLOT) or st.sidebar.empty()).container():
+        try:
+            with st.spinner(f"Loading {model_id}…"):
+                model = get_model(model_id)
+        except ac.ChumokuError as exc:
+            st.error(exc.message)
+        if model is not None:
+            _check_layer_and_head(model)
+            st.caption(model_status(model))
+            if model.info.fallback_reason:
+                st.warning(f"Using the offline default: {escape_markdown(model.info.fallback_reason)}")
+    st.session_state[MODEL] = model
+    return model
+
+
+def _check_layer_and_head(model: ac.LoadedModel) -> None:
+    for key, allowed, count, what in ((LAYER, ac.LAYER_CHOICES, model.num_layers, "layers"),
+                                      (HEAD, ac.HEAD_CHOICES, model.num_heads, "heads")):
+        value = st.session_state[key]
+        if (isinstance(value, int) and not -count <= value < count) or (
+                not isinstance(value, int) and value not in allowed):
+            st.error(f"{escape_markdown(str(value)[:20])} is not one of {', '.join(allowed)} or 0–{count - 1} "
+                     f"({count} {what}); using {allowed[0]}.")
+            st.session_state[key] = allowed[0]
 
 
 def library() -> Library:

@@ -319,3 +319,14 @@ def test_batch_ranks_documents_against_a_patent_claim_with_a_claim_chart():
     chart = next(f for f in frames if "element" in f.columns and f.index.name == "#")
     assert "US08930553B2.txt" in chart.columns and len(chart) >= 2  # one row per claim element
     assert any(b.label == "Claim chart (CSV)" for b in at.get("download_button"))
+
+
+def test_a_layer_the_model_does_not_have_is_a_message_not_a_crash():
+    at = app()  # the sidebar belongs to the entry script (AppTest runs a switched-to page on its own)
+    at.text_input(key="sidebar.layer").input("99").run()
+    assert not at.exception, at.exception
+    assert any("99 is not one of last, all or 0–5 (6 layers)" in e.value for e in at.sidebar.error)
+    assert at.session_state["chumoku.layer"] == "last"
+    at.text_input(key="sidebar.head").input("2").run()
+    assert at.session_state["chumoku.head"] == 2  # a head the model has is kept
+    assert [e.value for e in at.sidebar.error if "head" in e.value or "(12 heads)" in e.value] == []
