@@ -6,7 +6,7 @@ import html
 import io
 import json
 
-from .render import STYLE, legend_html, minimap_html, read_first_html, render_document_html
+from .render import DEFAULT_TOP_PERCENT, STYLE, legend_html, minimap_html, read_first_html, render_document_html
 from .results import AnalysisResult
 
 
@@ -30,7 +30,7 @@ def to_csv(result: AnalysisResult) -> str:
     return buf.getvalue()
 
 
-def report_html(result: AnalysisResult, top_percent: float = 20.0) -> str:
+def report_html(result: AnalysisResult, top_percent: float = DEFAULT_TOP_PERCENT) -> str:
     """One file, no external URL: opens offline and can be mailed to a colleague."""
     d, m = result.document, result.model
     title = html.escape(d.name)

@@ -9,6 +9,7 @@ from .results import AnalysisResult, Passage, WordScore
 
 HIGHLIGHT_RGB = (255, 128, 0)  # amber: readable under black text at any alpha
 MIN_ALPHA, MAX_ALPHA = 0.10, 0.85
+DEFAULT_TOP_PERCENT = 10.0  # share of words shaded: enough to scan, few enough that "the" rarely shows
 
 STYLE = """
 .chumoku-doc { font-family: "Noto Sans CJK JP", "Noto Sans JP", "Hiragino Sans", "Yu Gothic", system-ui, sans-serif;
@@ -85,7 +86,7 @@ def _segment_html(text: str, start: int, end: int, words: Sequence[WordScore], t
     return "".join(out)
 
 
-def render_document_html(result: AnalysisResult, *, top_percent: float = 20.0, find: str | None = None,
+def render_document_html(result: AnalysisResult, *, top_percent: float = DEFAULT_TOP_PERCENT, find: str | None = None,
                          top_passages: int = 5) -> str:
     """The whole document as one escaped fragment; each passage is a <div id="passage-N"> link target."""
     text = result.document.text
@@ -116,7 +117,7 @@ def render_document_html(result: AnalysisResult, *, top_percent: float = 20.0, f
     return "".join(parts)
 
 
-def legend_html(top_percent: float = 20.0) -> str:
+def legend_html(top_percent: float = DEFAULT_TOP_PERCENT) -> str:
     return ('<div class="chumoku-legend"><span>lower</span><span class="bar"></span><span>higher attention</span>'
             f'<span>· shading the top {top_percent:g}% of words</span></div>')
 

@@ -14,6 +14,7 @@ import streamlit as st
 
 import attn_core as ac
 from attn_core.library import Library, default_library
+from attn_core import render
 from attn_core.render import escape_markdown
 
 ROUTE_PARAM = "page"  # set while a link that reached a page before the entry script is routed through it
@@ -50,7 +51,7 @@ MODEL_SLOT = "chumoku.model_slot"  # the sidebar placeholder for the model statu
 
 DEFAULTS = {
     DOCS: [], LANG_OVERRIDE: {}, ERRORS: [], SELECTED: None, MODEL_ID: ac.DEFAULT_MODEL_ID,
-    METHOD: ac.Settings().method, LAYER: "last", HEAD: "mean", TOP_PERCENT: 20, SEEN_UPLOADS: set(),
+    METHOD: ac.Settings().method, LAYER: "last", HEAD: "mean", TOP_PERCENT: int(render.DEFAULT_TOP_PERCENT), SEEN_UPLOADS: set(),
 }
 SHARED_PARAMS = {"doc": SELECTED, "model": MODEL_ID, "method": METHOD, "layer": LAYER, "head": HEAD,
                  "top": TOP_PERCENT}

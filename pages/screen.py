@@ -43,6 +43,7 @@ documents = ui.session_documents()
 if not documents:
     st.info("Upload one or more documents (Japanese or English), or open the demo documents from Home.")
     ui.sync_query_params()
+    ui.current_model()  # load it now, while the reviewer picks files (the page above is already shown)
     st.stop()
 
 by_sha = {d.sha256: d for d in documents}
