@@ -43,8 +43,8 @@ def sidebar():
                                   key="sidebar.layer")
             head = st.text_input("Head (mean, max, or an index)", value=str(st.session_state[ui.HEAD]),
                                  key="sidebar.head")
-            st.session_state[ui.LAYER] = ui._parse_param(ui.LAYER, layer.strip() or "last")
-            st.session_state[ui.HEAD] = ui._parse_param(ui.HEAD, head.strip() or "mean")
+            st.session_state[ui.LAYER] = ui.parse_param(ui.LAYER, layer.strip() or "last")
+            st.session_state[ui.HEAD] = ui.parse_param(ui.HEAD, head.strip() or "mean")
         return st.empty()  # the model status, filled by ui.current_model() once the model is loaded
 
 

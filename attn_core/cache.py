@@ -35,6 +35,17 @@ def make_key(*parts: str | bytes) -> str:
     return h.hexdigest()
 
 
+def thread_connection(local: threading.local, path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
+    """One WAL connection per thread and process (sqlite3 connections must not cross either)."""
+    conn = getattr(local, "conn", None)
+    if conn is None or getattr(local, "pid", None) != os.getpid():
+        conn = sqlite3.connect(path, timeout=60, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        local.conn, local.pid = conn, os.getpid()
+    return conn
+
+
 class ResultStore:
     """A key → bytes store with least-recently-used eviction past `max_bytes`."""
 
@@ -50,13 +61,7 @@ class ResultStore:
             c.execute("CREATE INDEX IF NOT EXISTS entries_used ON entries(used)")
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != os.getpid():
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn, self._local.pid = conn, os.getpid()
-        return conn
+        return thread_connection(self._local, self.path, synchronous="NORMAL")  # a cache may lose its last write
 
     def get_many(self, keys: list[str]) -> dict[str, bytes]:
         out: dict[str, bytes] = {}

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .cache import data_dir
+from .cache import data_dir, thread_connection
 from .document import Document, Paragraph
 
 REVIEW_STATUSES = ("unread", "read", "relevant", "not relevant")
@@ -57,12 +57,7 @@ class Library:
                   "status TEXT NOT NULL, note TEXT NOT NULL, updated REAL NOT NULL)")
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != os.getpid():
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            self._local.conn, self._local.pid = conn, os.getpid()
-        return conn
+        return thread_connection(self._local, self.path)  # synchronous=FULL: a saved mark is never lost
 
     # --- documents -------------------------------------------------------------------------------
     def save_document(self, doc: Document) -> None:

@@ -59,7 +59,7 @@ UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in ac.SUPPORTED_EXTENSIONS)
 SESSION_MAX_BYTES = 200 * 1024 * 1024  # all uploads of one session together
 
 
-def _parse_param(key: str, raw: str):
+def parse_param(key: str, raw: str):
     if key in (LAYER, HEAD):
         return int(raw) if raw.lstrip("-").isdigit() else raw
     if key == TOP_PERCENT:
@@ -80,7 +80,7 @@ def init_state() -> None:
         st.session_state["chumoku.started"] = True
         for param, key in SHARED_PARAMS.items():
             if param in st.query_params:
-                st.session_state[key] = _parse_param(key, st.query_params[param])
+                st.session_state[key] = parse_param(key, st.query_params[param])
         if key_doc := st.session_state[SELECTED]:
             open_shared(key_doc)
 
@@ -188,12 +188,6 @@ def session_documents() -> list[ac.Document]:
     return out
 
 
-def document(sha: str | None) -> ac.Document | None:
-    if not sha:
-        return None
-    return next((d for d in session_documents() if d.sha256 == sha), None)
-
-
 def add_document(doc: ac.Document) -> None:
     library().save_document(doc)
     if doc.sha256 not in st.session_state[DOCS]:
@@ -251,14 +245,25 @@ def _memo_key(doc: ac.Document, model: ac.LoadedModel, s: ac.Settings) -> tuple:
     return (doc.sha256, doc.language, model.info.identity, s.key())
 
 
-def cached_result(doc: ac.Document, model: ac.LoadedModel, s: ac.Settings) -> ac.AnalysisResult | None:
+def _memo_get(key: tuple) -> ac.AnalysisResult | None:
     memo, lock = _memo()
-    key = _memo_key(doc, model, s)
     with lock:
         if key in memo:
             memo.move_to_end(key)
             return memo[key]
     return None
+
+
+def _memo_put(key: tuple, result: ac.AnalysisResult) -> None:
+    memo, lock = _memo()
+    with lock:
+        memo[key] = result
+        while len(memo) > MEMO_ENTRIES:
+            memo.popitem(last=False)
+
+
+def cached_result(doc: ac.Document, model: ac.LoadedModel, s: ac.Settings) -> ac.AnalysisResult | None:
+    return _memo_get(_memo_key(doc, model, s))
 
 
 def analyze(doc: ac.Document, model: ac.LoadedModel, s: ac.Settings | None = None,
@@ -277,11 +282,7 @@ def analyze(doc: ac.Document, model: ac.LoadedModel, s: ac.Settings | None = Non
 
     result = ac.analyze(doc, model, s, progress=progress)
     bar.empty()
-    memo, lock = _memo()
-    with lock:
-        memo[_memo_key(doc, model, s)] = result
-        while len(memo) > MEMO_ENTRIES:
-            memo.popitem(last=False)
+    _memo_put(_memo_key(doc, model, s), result)
     return result
 
 
@@ -320,8 +321,6 @@ QUERY_SOURCES = ("Type or paste", "A claim of an uploaded patent", "A text file"
 
 def query_editor(docs: list[ac.Document], model: ac.LoadedModel, key: str) -> ac.Query | None:
     """Claim/query input: pasted, one of a patent's claims, or a file; its elements editable one per row."""
-    from attn_core.claims import extract_claims
-
     current: ac.Query | None = st.session_state.get(QUERY)
     source = st.radio("Query from", QUERY_SOURCES, horizontal=True, key=f"{key}.qsource")
     text = ""
@@ -330,7 +329,7 @@ def query_editor(docs: list[ac.Document], model: ac.LoadedModel, key: str) -> ac
                             placeholder="1. A system for …, comprising: a …; and a … wherein …  /  "
                                         "【請求項１】…と、…とを備える…")
     elif source == QUERY_SOURCES[1]:
-        with_claims = [(d, extract_claims(d)) for d in docs]
+        with_claims = [(d, ac.extract_claims(d)) for d in docs]
         with_claims = [(d, c) for d, c in with_claims if c]
         if not with_claims:
             st.info("None of this session's documents has claims Chumoku can find "
@@ -397,22 +396,17 @@ def guided(doc: ac.Document, model: ac.LoadedModel, query: ac.Query, element: in
            container=None) -> ac.AnalysisResult:
     """Query-guided scores (whole query or one element), with progress; memoised like `analyze`."""
     key = (doc.sha256, doc.language, model.info.identity, "query", query.text, query.elements, element)
-    memo, lock = _memo()
-    with lock:
-        if key in memo:
-            memo.move_to_end(key)
-            return memo[key]
-    bar = (container or st).progress(0.0, text=f"{escape_markdown(doc.name)}: reading for the query…")
+    if (hit := _memo_get(key)) is not None:
+        return hit
+    name = escape_markdown(doc.name)
+    bar = (container or st).progress(0.0, text=f"{name}: reading for the query…")
 
     def progress(done: int, total: int) -> None:
-        bar.progress(done / max(1, total), text=f"{escape_markdown(doc.name)}: {done}/{total} query × chunk passes")
+        bar.progress(done / max(1, total), text=f"{name}: {done}/{total} query × chunk passes")
 
     result = ac.guided_analyze(doc, model, query, element=element, progress=progress)
     bar.empty()
-    with lock:
-        memo[key] = result
-        while len(memo) > MEMO_ENTRIES:
-            memo.popitem(last=False)
+    _memo_put(key, result)
     return result
 
 

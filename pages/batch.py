@@ -1,24 +1,18 @@
 """Batch: screen dozens of documents at once, mark them, export the marks."""
 from __future__ import annotations
 
-import re
-
 import pandas as pd
 import streamlit as st
 
 import attn_core as ac
 from attn_core.library import REVIEW_STATUSES
+from attn_core.render import escape_markdown as md_escape
 from attn_core.screening import screening_table
 from pages import _common as ui
 
 ui.ensure_navigation()  # a share link may be a fresh server's first request
 
 BATCH_ERRORS = "chumoku.batch_errors"  # [(file name, message)] of the last batch of uploads that had news
-
-
-def md_escape(text: str) -> str:
-    """Text shown through Markdown (st.error, captions) stays literal: no markup, links or HTML."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~&])", r"\\\1", text)
 
 
 def save_mark(sha: str, name: str) -> None:
