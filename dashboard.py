@@ -19,10 +19,11 @@ CUSTOM = "Other (hub id or local folder)…"
 
 
 def sidebar():
-    """The model and method pickers; the model itself loads when a page first needs it (ui.current_model)."""
+    """The model and method pickers; the model itself loads when a page first needs it (ui.current_reader)."""
     with st.sidebar:
         st.markdown("### 注目 Chumoku")
-        current = st.session_state[ui.MODEL_ID]
+        state = ui.state()
+        current = state.model_id
         options = MODEL_CHOICES + [CUSTOM]
         choice = st.selectbox("Model", options, index=options.index(current) if current in options else len(options) - 1, key="sidebar.model",
                               help="The offline default works without network; hub models need the network "
@@ -31,21 +32,19 @@ def sidebar():
             typed = st.text_input("Hub id or local folder", value="" if current in MODEL_CHOICES else current,
                                   key="sidebar.custom_model")
             choice = typed.strip() or current
-        st.session_state[ui.MODEL_ID] = choice
+        state.model_id = choice
         methods = list(ac.METHODS)
-        st.session_state[ui.METHOD] = st.selectbox(
-            "Attention reduction", methods, index=methods.index(st.session_state[ui.METHOD])
-            if st.session_state[ui.METHOD] in methods else 0, key="sidebar.method",
+        state.method = st.selectbox(
+            "Attention reduction", methods, index=methods.index(state.method)
+            if state.method in methods else 0, key="sidebar.method",
             format_func=lambda m: f"{m} — {ac.METHODS[m].split(':')[0]}", help="\n\n".join(
                 f"**{k}**: {v}" for k, v in ac.METHODS.items()))
         with st.expander("Layer and head"):
-            layer = st.text_input("Layer (last, all, or an index)", value=str(st.session_state[ui.LAYER]),
-                                  key="sidebar.layer")
-            head = st.text_input("Head (mean, max, or an index)", value=str(st.session_state[ui.HEAD]),
-                                 key="sidebar.head")
-            st.session_state[ui.LAYER] = ui.parse_param(ui.LAYER, layer.strip() or "last")
-            st.session_state[ui.HEAD] = ui.parse_param(ui.HEAD, head.strip() or "mean")
-        return st.empty()  # the model status, filled by ui.current_model() once the model is loaded
+            layer = st.text_input("Layer (last, all, or an index)", value=str(state.layer), key="sidebar.layer")
+            head = st.text_input("Head (mean, max, or an index)", value=str(state.head), key="sidebar.head")
+            state.layer = ui.parse_param("layer", layer.strip() or "last")
+            state.head = ui.parse_param("head", head.strip() or "mean")
+        return st.empty()  # the model status, filled by ui.current_reader() once the model is loaded
 
 
 def home() -> None:
@@ -55,15 +54,15 @@ def home() -> None:
         "chunk, the words it attends to most are shaded in the text, and the passages are ranked so you know "
         "where to read first. Hold a claim? Rank a whole stack of documents against it and see which passage "
         "answers each element.")
-    model = ui.current_model()
-    if model is not None:
-        st.info(ui.model_status(model))
+    reader = ui.current_reader()
+    if reader is not None:
+        st.info(ui.model_status(reader.model))
     st.subheader("Try it")
     st.caption(" · ".join(f"{s.title} — {s.licence}" for s in SAMPLES))
     if st.button("Open the demo documents", type="primary", key="demo"):
         for doc in sample_documents():
             ui.add_document(doc)
-        st.session_state[ui.SELECTED] = st.session_state[ui.DOCS][0]
+        ui.state().selected = ui.state().docs[0]
         st.switch_page(SCREEN)
     st.page_link(SCREEN, label="Screen your own documents", icon=":material/description:")
     st.page_link(BATCH, label="Screen dozens of documents, or rank them against a claim", icon=":material/table_view:")
@@ -76,11 +75,11 @@ MODELS = st.Page("pages/models.py", title="Models & cache", icon=":material/sett
 HOME = st.Page(home, title="Home", icon=":material/home:", default=True)
 
 PAGES = [HOME, SCREEN, EXPLORER, BATCH, MODELS]
-st.session_state[ui.MODEL_SLOT] = sidebar()
-st.session_state[ui.MODEL_LOADED] = False  # this run has not asked for the model yet
+ui.state().model_slot = sidebar()
+ui.state().reader_loaded = False  # this run has not asked for the model yet
 navigation = st.navigation(PAGES)
 if (route := st.query_params.get(ui.ROUTE_PARAM)) is not None:  # finish ui.ensure_navigation's detour
     params = {k: v for k, v in st.query_params.to_dict().items() if k != ui.ROUTE_PARAM}
     st.switch_page(next((p for p in PAGES if p.url_path == route), HOME), query_params=params)
 navigation.run()
-ui.current_model()  # the sidebar shows the model status on every page, also where the page did not need it
+ui.current_reader()  # the sidebar shows the model status on every page, also where the page did not need it

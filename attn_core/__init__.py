@@ -2,23 +2,57 @@
 
 ingest → chunk → model → attention reduction → word/passage scores → render/export. No Streamlit here.
 """
-from .analysis import ChunkAttention, analyze, chunk_attention, default_store
+from .analysis import ChunkAttention, analyze, chunk_attention
 from .attention import HEAD_CHOICES, LAYER_CHOICES, METHODS
-from .cache import ResultStore, data_dir
+from .cache import ResultStore, data_dir, default_store
 from .claims import Claim, Query, extract_claims, make_query, split_elements, without_claims
 from .document import Document, Paragraph, document_from_text
+from .errors import (
+                     CancelledError,
+                     ChumokuError,
+                     CorruptFileError,
+                     EmptyDocumentError,
+                     EncodingDetectionError,
+                     EncryptedFileError,
+                     FileTooLargeError,
+                     IngestError,
+                     ModelLoadError,
+                     NoTextLayerError,
+                     QueryError,
+                     SettingsError,
+                     UnsafeFileError,
+                     UnsupportedFormatError,
+)
 from .faithfulness import Faithfulness, measure_faithfulness
-from .errors import (ChumokuError, CorruptFileError, EmptyDocumentError, EncodingDetectionError,
-                     EncryptedFileError, FileTooLargeError, IngestError, ModelLoadError, NoTextLayerError,
-                     QueryError, UnsafeFileError, UnsupportedFormatError)
+from .guided import guided_analyze, guided_elements
 from .ingest import SUPPORTED_EXTENSIONS, IngestLimits, ingest_bytes, ingest_path, nfkc_with_map
 from .language import detect_language
-from .models import (DEFAULT_MODEL_ID, RECOMMENDED_MODELS, LoadedModel, RecommendedModel, load_model,
-                     recommended_for)
-from .results import AnalysisResult, ChunkInfo, ModelInfo, Passage, Settings, TokenScore, WordScore
-from .guided import guided_analyze, guided_elements
-from .retrieval import (ElementMatch, PassageIndex, RankedDocument, RankedPassage, claim_chart_csv, claim_chart_rows,
-                        index_documents, rank_documents)
+from .models import DEFAULT_MODEL_ID, RECOMMENDED_MODELS, LoadedModel, RecommendedModel, load_model, recommended_for
+from .progress import Cancel, Progress
+from .reader import Reader, validate_settings
+from .results import (
+                     AnalysisResult,
+                     ChunkInfo,
+                     Method,
+                     ModelInfo,
+                     ModelKind,
+                     Passage,
+                     QueryMode,
+                     QueryRun,
+                     Settings,
+                     TokenScore,
+                     WordScore,
+)
+from .retrieval import (
+                     ElementMatch,
+                     PassageIndex,
+                     RankedDocument,
+                     RankedPassage,
+                     claim_chart_csv,
+                     claim_chart_rows,
+                     index_documents,
+                     rank_documents,
+)
 
 __all__ = [
     "AnalysisResult", "ChumokuError", "ChunkAttention", "ChunkInfo", "CorruptFileError", "DEFAULT_MODEL_ID",
@@ -32,4 +66,6 @@ __all__ = [
     "Claim", "Query", "extract_claims", "make_query", "split_elements", "without_claims", "guided_analyze",
     "guided_elements", "ElementMatch", "PassageIndex", "RankedDocument", "RankedPassage", "claim_chart_csv",
     "claim_chart_rows", "index_documents", "rank_documents", "Faithfulness", "measure_faithfulness",
+    "CancelledError", "SettingsError", "Cancel", "Progress", "Reader", "validate_settings", "Method", "ModelKind",
+    "QueryMode", "QueryRun",
 ]

@@ -8,10 +8,11 @@ from, and walk the tokens forward through it.
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
+from typing import Any, Sequence
 
 # Characters tokenizers drop or treat as separators: never part of a token's text.
 _SKIP_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf"})
@@ -279,6 +280,29 @@ def _tokenize_slow(tokenizer, text: str) -> TokenizedText:
     unk_id = tokenizer.unk_token_id
     unk = [t == unk_token or (unk_id is not None and i == unk_id) for t, i in zip(tokens, ids)]
     return TokenizedText(ids=ids, tokens=tokens, spans=_monotonic(spans, len(text)), unk=unk)
+
+
+# Slow tokenizers hold one MeCab tagger, which is not safe to share between threads: every caller that may
+# run a slow tokenizer goes through this lock (fast tokenizers do not need it).
+SLOW_TOKENIZER_LOCK = threading.Lock()
+
+
+def tokenize_texts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text, without special tokens (a batch call for fast tokenizers)."""
+    if not texts:
+        return []
+    if getattr(tokenizer, "is_fast", False):
+        return list(tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"])
+    with SLOW_TOKENIZER_LOCK:
+        return [tokenizer(t, add_special_tokens=False, verbose=False)["input_ids"] for t in texts]
+
+
+def tokenize_document(tokenizer: Any, text: str) -> TokenizedText:
+    """`tokenize_with_spans` under the slow-tokenizer lock when the tokenizer needs it."""
+    if getattr(tokenizer, "is_fast", False):
+        return tokenize_with_spans(tokenizer, text)
+    with SLOW_TOKENIZER_LOCK:
+        return tokenize_with_spans(tokenizer, text)
 
 
 def tokenize_with_spans(tokenizer, text: str) -> TokenizedText:

@@ -9,24 +9,25 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from .alignment import TokenizedText, tokenize_with_spans
+from .alignment import TokenizedText, tokenize_document
 from .attention import Capture, ChunkBatch, StopForward, capturing
-from .cache import ResultStore, make_key
+from .batching import default_batch_tokens, length_batches, pad_batch, pad_id
+from .cache import ResultStore, default_store, make_key
 from .chunking import Chunk, plan_chunks, token_boundaries
 from .document import Document
 from .errors import EmptyDocumentError
 from .models import LoadedModel
-from .results import AnalysisResult, ChunkInfo, Settings, TokenScore
+from .progress import Cancel, Progress, report
+from .results import AnalysisResult, ChunkInfo, Method, ModelKind, Settings, TokenScore
 from .scoring import rank_passages, stitch, word_scores
 from .segment import boundary_offsets, passage_spans, word_spans
 
 ENGINE_VERSION = "1"  # bump when reductions change: old cache entries stop matching
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,19 @@ class ChunkOutput:
     scores: np.ndarray  # [chunk.size] float32, summing to 1 over kept tokens
     logits: np.ndarray | None = None  # classifier models
 
+    def to_bytes(self) -> bytes:
+        """The cache's encoding: two counts, then the float32 scores and logits."""
+        logits = self.logits if self.logits is not None else np.zeros(0, np.float32)
+        return struct.pack("<ii", len(self.scores), len(logits)) + self.scores.astype(np.float32).tobytes() + \
+            logits.astype(np.float32).tobytes()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> "ChunkOutput":
+        n, m = struct.unpack_from("<ii", blob)
+        scores = np.frombuffer(blob, np.float32, n, 8)
+        logits = np.frombuffer(blob, np.float32, m, 8 + 4 * n) if m else None
+        return cls(scores, logits)
+
 
 # ----------------------------------------------------------------------------------------------- preprocess
 def special_affixes(model: LoadedModel) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -58,17 +72,16 @@ def special_affixes(model: LoadedModel) -> tuple[tuple[int, ...], tuple[int, ...
         if full[i:i + len(bare)] == bare:
             prefix, suffix = tuple(full[:i]), tuple(full[i + len(bare):])
             break
-    if model.kind == "causal" and not prefix and tok.bos_token_id is not None:
+    if model.kind == ModelKind.CAUSAL and not prefix and tok.bos_token_id is not None:
         prefix = (tok.bos_token_id,)  # a BOS sink in every window keeps the first real token honest
     return prefix, suffix
 
 
 def reduction_key(settings: Settings) -> str:
-    return repr((settings.method, settings.layer, settings.head, settings.drop_special))
+    return repr((str(settings.method), settings.layer, settings.head, settings.drop_special))
 
 
 _prep_lock = threading.Lock()
-_slow_tokenizer_lock = threading.Lock()
 _prep_memo: OrderedDict[tuple, tuple[TokenizedText, list[int]]] = OrderedDict()
 
 
@@ -79,11 +92,7 @@ def _tokenize(document: Document, model: LoadedModel) -> tuple[TokenizedText, li
         if key in _prep_memo:
             _prep_memo.move_to_end(key)
             return _prep_memo[key]
-    if getattr(model.tokenizer, "is_fast", False):
-        tokenized = tokenize_with_spans(model.tokenizer, document.text)
-    else:  # slow tokenizers hold one MeCab tagger, which is not safe to share between threads
-        with _slow_tokenizer_lock:
-            tokenized = tokenize_with_spans(model.tokenizer, document.text)
+    tokenized = tokenize_document(model.tokenizer, document.text)
     starts = [s for s, _ in tokenized.spans]
     bounds = token_boundaries(starts, boundary_offsets(document.text, document.language))
     with _prep_lock:
@@ -107,30 +116,16 @@ def preprocess(document: Document, model: LoadedModel, settings: Settings) -> Pr
     return Prepared(tokenized, chunks, prefix, suffix, keys)
 
 
+def clear_preprocess_memo() -> None:
+    """Forget memoised tokenisations ("Clear cache")."""
+    with _prep_lock:
+        _prep_memo.clear()
+
+
 # --------------------------------------------------------------------------------------------------- forward
-def _encode(out: ChunkOutput) -> bytes:
-    logits = out.logits if out.logits is not None else np.zeros(0, np.float32)
-    return struct.pack("<ii", len(out.scores), len(logits)) + out.scores.astype(np.float32).tobytes() + \
-        logits.astype(np.float32).tobytes()
-
-
-def _decode(blob: bytes) -> ChunkOutput:
-    n, m = struct.unpack_from("<ii", blob)
-    scores = np.frombuffer(blob, np.float32, n, 8)
-    logits = np.frombuffer(blob, np.float32, m, 8 + 4 * n) if m else None
-    return ChunkOutput(scores, logits)
-
-
-def _batches(chunks: Sequence[Chunk], batch_tokens: int) -> list[list[Chunk]]:
+def chunk_batches(chunks: Sequence[Chunk], batch_tokens: int) -> list[list[Chunk]]:
     """Longest first, so padding is small and the slowest batch shows progress early."""
-    ordered = sorted(chunks, key=lambda c: -c.size)
-    batches: list[list[Chunk]] = []
-    for c in ordered:
-        if batches and (len(batches[-1]) + 1) * batches[-1][0].size <= batch_tokens:
-            batches[-1].append(c)
-        else:
-            batches.append([c])
-    return batches
+    return [[chunks[i] for i in b] for b in length_batches([c.size for c in chunks], batch_tokens)]
 
 
 def run_batch(model: LoadedModel, prepared: Prepared, batch: Sequence[Chunk], settings: Settings,
@@ -139,29 +134,21 @@ def run_batch(model: LoadedModel, prepared: Prepared, batch: Sequence[Chunk], se
     ids = prepared.tokenized.ids
     pre, suf = list(prepared.prefix), list(prepared.suffix)
     seqs = [pre + ids[c.start:c.end] + suf for c in batch]
-    width = max(len(s) for s in seqs)
-    pad = model.tokenizer.pad_token_id
-    pad = 0 if pad is None else pad
-    input_ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    valid = torch.zeros((len(seqs), width), dtype=torch.bool)
-    keep = torch.zeros_like(valid)
+    padded = pad_batch(seqs, pad_id(model.tokenizer), model.info.device)
+    keep = torch.zeros_like(padded.valid)
     for b, (s, c) in enumerate(zip(seqs, batch)):
-        input_ids[b, : len(s)] = torch.tensor(s)
-        valid[b, : len(s)] = True
         if settings.drop_special:
             keep[b, len(pre): len(pre) + c.size] = True
         else:
             keep[b, : len(s)] = True
-    device = model.info.device
-    input_ids, valid_d, keep_d = input_ids.to(device), valid.to(device), keep.to(device)
-    classifier = model.kind == "classifier"
-    capture = Capture(settings, model.num_layers, ChunkBatch(valid_d, keep_d, model.kind == "causal"),
+    classifier = model.kind == ModelKind.CLASSIFIER
+    capture = Capture(settings, model.num_layers, ChunkBatch(padded.valid, keep, model.kind == ModelKind.CAUSAL),
                       model.output_projections, full=full, needs_outputs=classifier)
     net = model.model if classifier else model.model.base_model
     out = None
     with torch.inference_mode(), capturing(capture):
         try:
-            out = net(input_ids=input_ids, attention_mask=valid_d.long())
+            out = net(input_ids=padded.input_ids, attention_mask=padded.attention_mask)
         except StopForward:
             pass  # everything the reduction needs was captured; later layers would be wasted work
     if full:
@@ -176,7 +163,8 @@ def run_batch(model: LoadedModel, prepared: Prepared, batch: Sequence[Chunk], se
 
 
 def forward(model: LoadedModel, prepared: Prepared, settings: Settings, *, store: ResultStore | None,
-            progress: Progress | None = None, batch_tokens: int | None = None) -> tuple[list[ChunkOutput], int]:
+            progress: Progress | None = None, batch_tokens: int | None = None,
+            cancel: Cancel | None = None) -> tuple[list[ChunkOutput], int]:
     """Chunk outputs in chunk order, reading finished chunks from the store and saving each new batch."""
     total = len(prepared.chunks)
     results: dict[int, ChunkOutput] = {}
@@ -184,23 +172,20 @@ def forward(model: LoadedModel, prepared: Prepared, settings: Settings, *, store
         found = store.get_many(prepared.keys)
         for c, k in zip(prepared.chunks, prepared.keys):
             if k in found:
-                results[c.index] = _decode(found[k])
+                results[c.index] = ChunkOutput.from_bytes(found[k])
     cached = len(results)
-    if progress:
-        progress(cached, total)
+    report(progress, cancel, cached, total)
     todo = [c for c in prepared.chunks if c.index not in results]
-    if batch_tokens is None:
-        batch_tokens = 16384 if model.info.device.startswith("cuda") else 2048
-    for batch in _batches(todo, batch_tokens):
+    batch_tokens = batch_tokens or default_batch_tokens(model.info.device)
+    for batch in chunk_batches(todo, batch_tokens):
         outputs, _ = run_batch(model, prepared, batch, settings)
         fresh = {}
         for c, o in zip(batch, outputs):
             results[c.index] = o
-            fresh[prepared.keys[c.index]] = _encode(o)
+            fresh[prepared.keys[c.index]] = o.to_bytes()
         if store is not None:
             store.put_many(fresh)
-        if progress:
-            progress(len(results), total)
+        report(progress, cancel, len(results), total)
     return [results[c.index] for c in prepared.chunks], cached
 
 
@@ -247,7 +232,7 @@ def postprocess(document: Document, model: LoadedModel, settings: Settings, prep
 # ------------------------------------------------------------------------------------------------------- API
 def analyze(document: Document, model: LoadedModel, settings: Settings | None = None, *,
             progress: Progress | None = None, store: ResultStore | None = None,
-            use_store: bool = True, batch_tokens: int | None = None) -> AnalysisResult:
+            use_store: bool = True, batch_tokens: int | None = None, cancel: Cancel | None = None) -> AnalysisResult:
     """Analyse a whole document; finished chunks are cached on disk, so a re-run or resume is cheap."""
     t0 = time.perf_counter()
     settings = settings or Settings()
@@ -255,23 +240,8 @@ def analyze(document: Document, model: LoadedModel, settings: Settings | None = 
         store = default_store()
     prepared = preprocess(document, model, settings)
     outputs, cached = forward(model, prepared, settings, store=store, progress=progress,
-                              batch_tokens=batch_tokens)
+                              batch_tokens=batch_tokens, cancel=cancel)
     return postprocess(document, model, settings, prepared, outputs, cached, time.perf_counter() - t0)
-
-
-_store_lock = threading.Lock()
-_stores: dict[str, ResultStore] = {}
-
-
-def default_store() -> ResultStore:
-    """One store per data directory per process."""
-    from .cache import data_dir
-
-    path = str(data_dir() / "results.sqlite")
-    with _store_lock:
-        if path not in _stores:
-            _stores[path] = ResultStore(path)
-        return _stores[path]
 
 
 @dataclass
@@ -288,11 +258,11 @@ class ChunkAttention:
     def reduce(self, method: str, layer: str | int = "last", head: str | int = "mean",
                causal: bool = False) -> np.ndarray:
         """A reduction of this chunk's attention (same code as the engine), over its tokens."""
-        norm = method == "norm"
+        norm = method == Method.NORM
         if norm and self.value_norms is None:
             raise ValueError("this chunk's attention was captured without value norms")
         # norm = "received" over attention weighted by each key's value-output norm (Kobayashi et al.)
-        settings = Settings(method="received" if norm else method, layer=layer, head=head)
+        settings = Settings(method=Method.RECEIVED if norm else Method(method), layer=layer, head=head)
         n = len(self.tokens)
         valid = torch.ones((1, n), dtype=torch.bool)
         keep = torch.tensor([[not s for s in self.special]])

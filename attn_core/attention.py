@@ -14,14 +14,14 @@ from typing import Any, Iterator
 
 import torch
 
-from .results import Settings
+from .results import Method, Settings
 
-METHODS: dict[str, str] = {
-    "received": "Attention received: mean over queries of each token's column (sinks removed)",
-    "norm": "Norm-weighted received: each head's weight times ||v·W_O|| (Kobayashi et al. 2020)",
-    "cls": "[CLS] row: what the first token (last token for causal models) attends to",
-    "max": "Max: the strongest attention any query pays to the token",
-    "rollout": "Attention rollout across all layers (Abnar & Zuidema 2020)",
+METHODS: dict[Method, str] = {
+    Method.RECEIVED: "Attention received: mean over queries of each token's column (sinks removed)",
+    Method.NORM: "Norm-weighted received: each head's weight times ||v·W_O|| (Kobayashi et al. 2020)",
+    Method.CLS: "[CLS] row: what the first token (last token for causal models) attends to",
+    Method.MAX: "Max: the strongest attention any query pays to the token",
+    Method.ROLLOUT: "Attention rollout across all layers (Abnar & Zuidema 2020)",
 }
 LAYER_CHOICES = ("last", "all")
 HEAD_CHOICES = ("mean", "max")

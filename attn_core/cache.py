@@ -126,3 +126,16 @@ class ResultStore:
         c = self._conn()
         c.execute("DELETE FROM entries")
         c.execute("VACUUM")
+
+
+_store_lock = threading.Lock()
+_stores: dict[str, ResultStore] = {}
+
+
+def default_store() -> ResultStore:
+    """One store per data directory per process (connections are per thread inside it)."""
+    path = str(data_dir() / "results.sqlite")
+    with _store_lock:
+        if path not in _stores:
+            _stores[path] = ResultStore(path)
+        return _stores[path]

@@ -16,10 +16,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from .analysis import ChunkAttention, preprocess
-from .document import Document
-from .models import LoadedModel
-from .results import Settings
+from .analysis import ChunkAttention
 
 CJK_FONT_DIRS = (Path("/usr/share/fonts/opentype/noto"), Path("/usr/share/fonts/truetype/noto"),
                  Path("/usr/share/fonts/opentype/noto-cjk"))
@@ -53,17 +50,6 @@ def _head_matrix(ca: ChunkAttention, layer: int, head: int | str) -> np.ndarray:
     if head == "max":
         return a.max(0)
     return a[int(head)]
-
-
-def chunk_spans(document: Document, model: LoadedModel, settings: Settings | None = None) -> list[tuple[int, int]]:
-    """Character span of each chunk of `document` (for choosing and previewing a chunk); no model run."""
-    prepared = preprocess(document, model, settings or Settings())
-    spans = prepared.tokenized.spans
-    out = []
-    for c in prepared.chunks:
-        part = spans[c.start:c.end]
-        out.append((part[0][0], part[-1][1]) if part else (0, 0))
-    return out
 
 
 # ------------------------------------------------------------------------------------------------ charts

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 
 from .document import Document, Paragraph, sha256_hex
 from .errors import QueryError
-from .language import _is_japanese_char, detect_language
+from .language import detect_language, is_japanese_char
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def normalize_text(text: str, language: str | None = None) -> str:
     for ln in lines:
         if not ln:
             continue
-        if out and not (_is_japanese_char(out[-1]) or _is_japanese_char(ln[0]) or out[-1] in "、。（）「」【】"
+        if out and not (is_japanese_char(out[-1]) or is_japanese_char(ln[0]) or out[-1] in "、。（）「」【】"
                         or ln[0] in "、。（）「」【】"):
             out += " "
         out += ln
@@ -254,11 +254,3 @@ def make_query(text: str, language: str | None = None, *, split: bool = True) ->
     language = language or detect_language(flat)
     elements = tuple(split_elements(flat, language)) if split else (flat,)
     return Query(flat, elements, language)
-
-
-def query_from_claim(document: Document, number: int = 1) -> Query:
-    """The query for one of the document's claims."""
-    for c in extract_claims(document):
-        if c.number == number:
-            return make_query(c.text, document.language)
-    raise QueryError(f"{document.name} has no claim {number}")

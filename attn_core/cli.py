@@ -1,20 +1,29 @@
-"""`python -m attn_core analyze PATH... [--model ID|DIR] [--method NAME] [--format json|csv|html] [--out DIR]`."""
+"""`python -m attn_core analyze PATH... [--model ID|DIR] [--method NAME] [--format json|csv|html] [--out DIR]`.
+
+Every error a user can cause (an unreadable file, bad settings, an --out that is a file) is one line on
+stderr and exit code 2; heavy modules (torch, transformers) are imported only once a command needs them.
+"""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from .attention import METHODS
 from .errors import ChumokuError
 
+if TYPE_CHECKING:
+    from .reader import Reader
+
 FORMATS = ("json", "csv", "html")
+METHOD_NAMES = ("received", "norm", "cls", "max", "rollout")  # attention.METHODS, without importing torch
 
 
-def _layer_or_head(value: str) -> str | int:
-    return int(value) if value.lstrip("-").isdigit() else value
+class UsageError(ChumokuError):
+    """A command line that cannot be carried out (an --out that is a file, a path with a NUL byte…)."""
+
+    code = "usage"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,9 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     an = sub.add_parser("analyze", help="score every word and passage of each document")
     an.add_argument("paths", nargs="+", metavar="PATH")
     an.add_argument("--model", default=None, help="hub id or local folder (default: the offline MiniLM)")
-    an.add_argument("--method", default=Settings().method, choices=sorted(METHODS))
-    an.add_argument("--layer", default="last", type=_layer_or_head, help="last | all | layer index")
-    an.add_argument("--head", default="mean", type=_layer_or_head, help="mean | max | head index")
+    an.add_argument("--method", default=str(Settings().method), choices=METHOD_NAMES)
+    an.add_argument("--layer", default="last", help="last | all | layer index")
+    an.add_argument("--head", default="mean", help="mean | max | head index")
     an.add_argument("--format", default="json", choices=FORMATS)
     an.add_argument("--out", default=None, metavar="DIR", help="write DIR/<file name>.<format> per document")
     an.add_argument("--language", choices=["ja", "en"], default=None, help="override language detection")
@@ -55,64 +64,106 @@ def _render(result, fmt: str) -> str:
     return {"json": to_json, "csv": to_csv, "html": report_html}[fmt](result)
 
 
-def _out_path(out_dir: Path, name: str, fmt: str) -> Path:
-    """Only the base name of the input is used, so a name can never point outside DIR."""
+def out_path(out_dir: Path, name: str, fmt: str, used: set[str]) -> Path:
+    """DIR/<base name>.<fmt>; only the base name of the input is used, so a name can never point outside
+    DIR, and a second input with the same base name (a/doc.txt, b/doc.txt) gets "-2" instead of
+    overwriting the first one's output."""
     base = os.path.basename(name.replace("\\", "/")) or "document"
-    return out_dir / f"{base}.{fmt}"
+    candidate, n = f"{base}.{fmt}", 1
+    while candidate in used:
+        n += 1
+        candidate = f"{base}-{n}.{fmt}"
+    used.add(candidate)
+    return out_dir / candidate
+
+
+def prepare_out_dir(out: str | None) -> Path | None:
+    """The --out folder, created if needed; UsageError when it is a file or cannot be written."""
+    if not out:
+        return None
+    _check_path(out, "--out")
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {out}: a file of that name exists; give a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot create the folder ({exc.strerror or exc})") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: the folder is not writable")
+    return path
+
+
+def _check_path(path: str, what: str) -> None:
+    if "\x00" in path:
+        raise UsageError(f"{what}: the path contains a NUL byte")
+
+
+def _reader(args: argparse.Namespace) -> "Reader":
+    from .reader import Reader
+    from .results import Settings
+
+    settings = Settings(method=getattr(args, "method", "received"), layer=getattr(args, "layer", "last"),
+                        head=getattr(args, "head", "mean"))
+    reader = Reader.load(args.model, settings)
+    if reader.model.info.fallback_reason:
+        print(f"warning: {reader.model.info.fallback_reason}", file=sys.stderr)
+    return reader
+
+
+def _ingest(path: str, language: str | None):
+    """The document at `path`, or None after one error line on stderr."""
+    from .ingest import ingest_path
+
+    try:
+        _check_path(path, path.replace("\x00", "\\0"))
+        return ingest_path(path, language=language)
+    except ChumokuError as exc:
+        print(f"error: {path!s}: {exc.message}".replace("\x00", "\\0"), file=sys.stderr)
+    except (OSError, ValueError) as exc:
+        print(f"error: {path}: {getattr(exc, 'strerror', None) or exc}".replace("\x00", "\\0"), file=sys.stderr)
+    return None
+
+
+def _write(text: str, out_dir: Path | None, target: Path | None) -> None:
+    if target is None:
+        sys.stdout.write(text + ("\n" if not text.endswith("\n") else ""))
+        return
+    try:
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from exc
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from .analysis import analyze
-    from .ingest import ingest_path
-    from .models import load_model
-    from .results import Settings
-
-    settings = Settings(method=args.method, layer=args.layer, head=args.head)
     query = _read_query(args)  # an empty query is refused before any model is loaded
-    model = load_model(args.model)
-    if model.info.fallback_reason:
-        print(f"warning: {model.info.fallback_reason}", file=sys.stderr)
+    out_dir = prepare_out_dir(args.out)
+    reader = _reader(args)
     if query is not None:
-        from .retrieval import check_query
-
-        query = check_query(model, query)
-    out_dir = Path(args.out) if args.out else None
-    if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    status = 0
+        query = reader.check_query(query)
+    status, used = 0, set()
     for path in args.paths:
+        doc = _ingest(path, args.language)
+        if doc is None:
+            status = 2
+            continue
+
+        def progress(done: int, total: int, _name: str = doc.name) -> None:
+            if not args.quiet:
+                print(f"\r{_name}: {done}/{total} chunks", end="" if done < total else "\n", file=sys.stderr)
+
         try:
-            doc = ingest_path(path, language=args.language)
-
-            def progress(done: int, total: int, _name: str = doc.name) -> None:
-                if not args.quiet:
-                    print(f"\r{_name}: {done}/{total} chunks", end="" if done < total else "\n", file=sys.stderr)
-
-            if query is not None:
-                from .guided import guided_analyze
-
-                result = guided_analyze(doc, model, query, progress=progress)
-            else:
-                result = analyze(doc, model, settings, progress=progress)
+            result = reader.read(doc, query, progress=progress)
         except ChumokuError as exc:
             print(f"error: {path}: {exc.message}", file=sys.stderr)
             status = 2
             continue
-        except OSError as exc:
-            print(f"error: {path}: {exc.strerror or exc}", file=sys.stderr)
-            status = 2
-            continue
         if result.unk_rate > 0.05 and not args.quiet:
             print(f"warning: {doc.name}: {result.unk_rate:.0%} of tokens are [UNK] for this model", file=sys.stderr)
-        if getattr(args, "faithfulness", False):
-            from .faithfulness import measure_faithfulness
-
-            result.extra["faithfulness"] = measure_faithfulness(result, model).to_json()
-        text = _render(result, args.format)
-        if out_dir:
-            _out_path(out_dir, doc.name, args.format).write_text(text, encoding="utf-8")
-        else:
-            sys.stdout.write(text + ("\n" if not text.endswith("\n") else ""))
+        if args.faithfulness:
+            result = reader.with_faithfulness(result)
+        _write(_render(result, args.format), out_dir,
+               out_path(out_dir, doc.name, args.format, used) if out_dir else None)
     return status
 
 
@@ -134,45 +185,30 @@ def _read_query(args: argparse.Namespace):
     if path is not None:
         try:
             text = Path(path).read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise QueryError(f"cannot read the query file {path}: {getattr(exc, 'strerror', None) or exc}") from exc
     return make_query(text or "", getattr(args, "language", None))
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
-    from .ingest import ingest_path
-    from .models import load_model
-    from .retrieval import check_query, claim_chart_csv, rank_documents, to_json
+    from .retrieval import claim_chart_csv, to_json
 
     query = _read_query(args)
-    model = load_model(args.model)
-    if model.info.fallback_reason:
-        print(f"warning: {model.info.fallback_reason}", file=sys.stderr)
-    query = check_query(model, query)
-    status = 0
-    docs = []
-    for path in args.paths:
-        try:
-            docs.append(ingest_path(path, language=args.language))
-        except ChumokuError as exc:
-            print(f"error: {path}: {exc.message}", file=sys.stderr)
-            status = 2
-        except OSError as exc:
-            print(f"error: {path}: {exc.strerror or exc}", file=sys.stderr)
-            status = 2
+    if args.top_passages < 1:
+        raise UsageError("--top-passages must be at least 1")
+    out_dir = prepare_out_dir(args.out)
+    reader = _reader(args)
+    query = reader.check_query(query)
+    docs = [_ingest(path, args.language) for path in args.paths]
+    status = 2 if any(d is None for d in docs) else 0
 
     def progress(done: int, total: int) -> None:
         if not args.quiet:
             print(f"\rindexing: {done}/{total} passages", end="" if done < total else "\n", file=sys.stderr)
 
-    ranked = rank_documents(query, docs, model, progress=progress, top_passages=args.top_passages)
+    ranked = reader.rank(query, [d for d in docs if d is not None], progress=progress, top_passages=args.top_passages)
     text = to_json(ranked) if args.format == "json" else claim_chart_csv(ranked)
-    if args.out:
-        out_dir = Path(args.out)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / f"ranking.{args.format}").write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text + ("\n" if not text.endswith("\n") else ""))
+    _write(text, out_dir, out_dir / f"ranking.{args.format}" if out_dir else None)
     return status
 
 
@@ -181,5 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return {"analyze": cmd_analyze, "rank": cmd_rank}[args.command](args)
     except ChumokuError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}".replace("\x00", "\\0"), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("stopped: finished chunks are cached, so running the same command again resumes", file=sys.stderr)
+        return 130

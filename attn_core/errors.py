@@ -58,11 +58,41 @@ class NoTextLayerError(IngestError):
     code = "needs_ocr"
 
 
+class IngestTimeoutError(IngestError):
+    """Reading the file took longer than allowed: it was stopped so other work on the server is not affected."""
+
+    code = "ingest_timeout"
+
+
+class IngestMemoryError(IngestError):
+    """Reading the file needed more memory than allowed: it was stopped so other work on the server is not affected."""
+
+    code = "ingest_memory"
+
+
 class ModelLoadError(ChumokuError):
     code = "model"
+
+
+class ModelConversionError(ModelLoadError):
+    """A bundled model file could not be converted into a Hugging Face folder (corrupt, truncated, disk full)."""
+
+    code = "model_conversion"
 
 
 class QueryError(ChumokuError):
     """An empty query, or one the model cannot read."""
 
     code = "query"
+
+
+class SettingsError(ChumokuError):
+    """A reading setting the model cannot honour (an unknown method, layer 99 of a 6-layer model…)."""
+
+    code = "settings"
+
+
+class CancelledError(ChumokuError):
+    """The reviewer stopped a long run; every finished chunk is kept in the cache, so a rerun resumes."""
+
+    code = "cancelled"

@@ -28,21 +28,23 @@ import bisect
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from .cache import ResultStore, make_key
+from .alignment import tokenize_document
+from .batching import default_batch_tokens, length_batches, pad_batch, pad_id
+from .cache import ResultStore, default_store, make_key
 from .models import LoadedModel
-from .results import AnalysisResult, ChunkInfo, WordScore
+from .progress import Cancel, Progress, report
+from .results import AnalysisResult, ChunkInfo, ModelKind, WordScore
 
 FAITHFULNESS_VERSION = "1"  # bump when the measurement changes: old cache entries stop matching
 MEASURES = {
-    "encoder": "1 − cosine of the mean-pooled embedding",
-    "classifier": "drop in the predicted class's probability",
-    "causal": "increase in LM loss on the remaining tokens",
+    ModelKind.ENCODER: "1 − cosine of the mean-pooled embedding",
+    ModelKind.CLASSIFIER: "drop in the predicted class's probability",
+    ModelKind.CAUSAL: "increase in LM loss on the remaining tokens",
 }
-Progress = Callable[[int, int], None]
 
 
 # ----------------------------------------------------------------------------------------------- result
@@ -206,16 +208,8 @@ class _Window:
 
 def _window_inputs(result: AnalysisResult, model: LoadedModel, chunk: ChunkInfo, budget: int) -> _Window:
     """Tokenize only this window's text (bounded cost) and map the analysis's words onto its tokens."""
-    from .alignment import tokenize_with_spans
-
     text = result.document.text
-    if getattr(model.tokenizer, "is_fast", False):
-        tok = tokenize_with_spans(model.tokenizer, text[chunk.start:chunk.end])
-    else:
-        from .analysis import _slow_tokenizer_lock  # MeCab taggers are not safe to share between threads
-
-        with _slow_tokenizer_lock:
-            tok = tokenize_with_spans(model.tokenizer, text[chunk.start:chunk.end])
+    tok = tokenize_document(model.tokenizer, text[chunk.start:chunk.end])
     ids = tok.ids[:budget]
     spans = [(s + chunk.start, e + chunk.start) for s, e in tok.spans[:budget]]
     starts = [w.start for w in result.words]
@@ -234,30 +228,15 @@ def _forward(model: LoadedModel, seqs: list[list[int]], batch_tokens: int) -> li
     import torch
 
     out: list[np.ndarray | None] = [None] * len(seqs)
-    order = sorted(range(len(seqs)), key=lambda i: (-len(seqs[i]), i))
-    batches: list[list[int]] = []
-    for i in order:
-        if batches and (len(batches[-1]) + 1) * len(seqs[batches[-1][0]]) <= batch_tokens:
-            batches[-1].append(i)
-        else:
-            batches.append([i])
-    pad = model.tokenizer.pad_token_id
-    pad = 0 if pad is None else pad
-    device = model.info.device
-    for batch in batches:
-        width = max(len(seqs[i]) for i in batch)
-        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for b, i in enumerate(batch):
-            input_ids[b, : len(seqs[i])] = torch.tensor(seqs[i], dtype=torch.long)
-            mask[b, : len(seqs[i])] = 1
-        input_ids, mask = input_ids.to(device), mask.to(device)
+    for batch in length_batches([len(q) for q in seqs], batch_tokens):
+        padded = pad_batch([seqs[i] for i in batch], pad_id(model.tokenizer), model.info.device)
+        input_ids, mask = padded.input_ids, padded.attention_mask
         with torch.inference_mode():
             res = model.model(input_ids=input_ids, attention_mask=mask)
-        if model.kind == "classifier":
+        if model.kind == ModelKind.CLASSIFIER:
             vals = torch.softmax(res.logits.double(), -1).cpu().numpy()
             rows = [vals[b] for b in range(len(batch))]
-        elif model.kind == "causal":
+        elif model.kind == ModelKind.CAUSAL:
             logp = torch.log_softmax(res.logits.double(), -1)
             nll = -logp[:, :-1].gather(-1, input_ids[:, 1:, None])[..., 0]  # loss of token t+1
             nll = torch.cat([torch.full_like(nll[:, :1], float("nan")), nll], 1).cpu().numpy()
@@ -273,9 +252,9 @@ def _forward(model: LoadedModel, seqs: list[list[int]], batch_tokens: int) -> li
 
 
 def _shift(kind: str, original: np.ndarray, deleted: np.ndarray, kept: list[int], n_prefix: int) -> float:
-    if kind == "encoder":
+    if kind == ModelKind.ENCODER:
         return cosine_shift(original, deleted)
-    if kind == "classifier":
+    if kind == ModelKind.CLASSIFIER:
         k = int(np.argmax(original))
         return float(original[k] - deleted[k])
     # causal: content token j sits at n_prefix + j in the original and at n_prefix + (its rank among kept)
@@ -290,7 +269,8 @@ def _shift(kind: str, original: np.ndarray, deleted: np.ndarray, kept: list[int]
 
 def window_shifts(result: AnalysisResult, model: LoadedModel, *, fraction: float = 0.1, draws: int = 5,
                   seed: int = 0, max_windows: int = 8, batch_tokens: int | None = None,
-                  progress: Progress | None = None, memo: dict | None = None) -> list[WindowShift]:
+                  progress: Progress | None = None, memo: dict | None = None,
+                  cancel: Cancel | None = None) -> list[WindowShift]:
     """Plan the windows, select the deletions and measure every shift (no store).
 
     `memo`: optional dict of model outputs by input ids, shared between calls on the same text (a
@@ -304,8 +284,7 @@ def window_shifts(result: AnalysisResult, model: LoadedModel, *, fraction: float
         raise ValueError("draws must be at least 1")
     prefix, suffix = special_affixes(model)
     budget = model.info.max_tokens - len(prefix) - len(suffix)
-    if batch_tokens is None:
-        batch_tokens = 16384 if model.info.device.startswith("cuda") else 2048
+    batch_tokens = batch_tokens or default_batch_tokens(model.info.device)
     chosen = pick_windows(result.chunks, max_windows)
     plans = []
     for c in chosen:
@@ -318,8 +297,7 @@ def window_shifts(result: AnalysisResult, model: LoadedModel, *, fraction: float
                       longest_selection(w.texts, k)]
         plans.append((w, k, selections))
     done, total = 0, len(plans)
-    if progress:
-        progress(0, total)
+    report(progress, cancel, 0, total)
     shifts = []
     for w, k, selections in plans:  # one window at a time: its variants share one padded batch
         pre, suf = list(prefix), list(suffix)
@@ -341,8 +319,7 @@ def window_shifts(result: AnalysisResult, model: LoadedModel, *, fraction: float
         vals = [_shift(model.kind, outs[0], o, kept, len(pre)) for o, kept in zip(outs[1:], kept_lists)]
         shifts.append(WindowShift(w.chunk, len(w.word_tokens), k, vals[0], tuple(vals[1:-1]), vals[-1]))
         done += 1
-        if progress:
-            progress(done, total)
+        report(progress, cancel, done, total)
     return shifts
 
 
@@ -359,15 +336,14 @@ def faithfulness_key(result: AnalysisResult, *, fraction: float, draws: int, see
 
 def measure_faithfulness(result: AnalysisResult, model: LoadedModel, *, fraction: float = 0.1, draws: int = 5,
                  seed: int = 0, max_windows: int = 8, store: ResultStore | None = None, use_store: bool = True,
-                 batch_tokens: int | None = None, progress: Progress | None = None) -> Faithfulness:
+                 batch_tokens: int | None = None, progress: Progress | None = None,
+                 cancel: Cancel | None = None) -> Faithfulness:
     """The deletion test for one analysed document; cached, so a second call is instant.
 
     Cost: at most `max_windows` windows × (draws + 3) sequences of the model's window length, however
     long the document is (each window's variants go through the model as one padded batch).
     """
     if store is None and use_store:
-        from .analysis import default_store
-
         store = default_store()
     key = faithfulness_key(result, fraction=fraction, draws=draws, seed=seed, max_windows=max_windows)
     if store is not None:
@@ -375,9 +351,9 @@ def measure_faithfulness(result: AnalysisResult, model: LoadedModel, *, fraction
         if blob is not None:
             return Faithfulness.from_json(json.loads(blob.decode("utf-8")), cached=True)
     shifts = window_shifts(result, model, fraction=fraction, draws=draws, seed=seed, max_windows=max_windows,
-                           batch_tokens=batch_tokens, progress=progress)
+                           batch_tokens=batch_tokens, progress=progress, cancel=cancel)
     s = result.settings
-    f = summarize(shifts, method=s.method, fraction=fraction, draws=draws, seed=seed,
+    f = summarize(shifts, method=str(s.method), fraction=fraction, draws=draws, seed=seed,
                   measure=MEASURES.get(model.kind, ""), layer=s.layer, head=s.head)
     if store is not None:
         store.put(key, json.dumps(f.to_json(digits=None)).encode("utf-8"), kind="faithfulness")

@@ -26,29 +26,30 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from .analysis import (ENGINE_VERSION, ChunkOutput, Prepared, _batches, _decode, _encode, default_store,
-                       postprocess, preprocess, special_affixes)
+from .alignment import tokenize_texts
+from .analysis import ENGINE_VERSION, ChunkOutput, Prepared, chunk_batches, postprocess, preprocess, special_affixes
 from .attention import Capture, ChunkBatch, StopForward, capturing
-from .cache import ResultStore, make_key
+from .batching import default_batch_tokens, pad_batch, pad_id
+from .cache import ResultStore, default_store, make_key
 from .chunking import Chunk
 from .claims import Query, make_query
 from .document import Document
 from .errors import QueryError
 from .models import LoadedModel
-from .results import AnalysisResult, Settings
+from .progress import Cancel, Progress, report
+from .results import AnalysisResult, Method, ModelKind, QueryMode, QueryRun, Settings
 
 GUIDED_VERSION = "1"
 QUERY_SHARE = 0.5  # the query may take at most this share of the model's window
 MIN_DOC_TOKENS = 16
 COMBINE = "max"
 LIFT = True  # divide by the attention the document's own tokens pay (sinks such as "the", "." cancel)
-GUIDED_METHOD = "query"  # Settings.method of a guided result (unguided results use attention.METHODS)
-Progress = Callable[[int, int], None]
+GUIDED_METHOD = Method.QUERY  # Settings.method of a guided result (unguided results use attention.METHODS)
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class PairLayout:
 
 def pair_layout(model: LoadedModel) -> PairLayout:
     tok = model.tokenizer
-    if model.kind == "causal":
+    if model.kind == ModelKind.CAUSAL:
         pre, _ = special_affixes(model)
         sep = () if tok.eos_token_id is None else (tok.eos_token_id,)
         return PairLayout(tuple(pre), sep, (), False, False)
@@ -94,16 +95,14 @@ class QueryPlan:
 
     query: Query
     passes: list[tuple[str, list[int]]]  # (text, token ids) per pass
-    mode: str  # "whole" | "elements" | "element"
+    mode: QueryMode
     doc_budget: int  # document tokens per chunk
     truncated: bool  # some pass was cut to the query share
     layout: PairLayout
 
 
 def _ids(model: LoadedModel, text: str) -> list[int]:
-    from .retrieval import _tokenize_many
-
-    return _tokenize_many(model, [text])[0]
+    return tokenize_texts(model.tokenizer, [text])[0]
 
 
 def plan_query(model: LoadedModel, query: Query | str, element: int | None = None) -> QueryPlan:
@@ -121,16 +120,16 @@ def plan_query(model: LoadedModel, query: Query | str, element: int | None = Non
                          f"(every token is [UNK]); try another model or another wording")
     truncated = False
     if len(whole) <= cap:
-        passes, mode = [(q.text, whole)], "whole"
+        passes, mode = [(q.text, whole)], QueryMode.WHOLE
     else:
-        passes, mode = [], "elements"
+        passes, mode = [], QueryMode.ELEMENTS
         for e in q.elements:
             ids = _ids(model, e)
             if len(ids) > cap:
                 ids, truncated = ids[:cap], True
             passes.append((e, ids))
         if len(q.elements) == 1:
-            mode = "whole"
+            mode = QueryMode.WHOLE
     doc_budget = model.info.max_tokens - layout.n_special - max(len(ids) for _, ids in passes)
     if element is not None:
         if not 0 <= element < len(q.elements):
@@ -138,7 +137,7 @@ def plan_query(model: LoadedModel, query: Query | str, element: int | None = Non
         ids = _ids(model, q.elements[element])
         if len(ids) > cap:
             ids, truncated = ids[:cap], True
-        passes, mode = [(q.elements[element], ids)], "element"
+        passes, mode = [(q.elements[element], ids)], QueryMode.ELEMENT
         doc_budget = min(doc_budget, model.info.max_tokens - layout.n_special - len(ids))
     passes = [(t, ids) for t, ids in passes if any(i != unk for i in ids)]
     if not passes:
@@ -186,27 +185,19 @@ def run_pairs(model: LoadedModel, prepared: Prepared, batch: Sequence[Chunk], qu
     width = max(len(s) for s in seqs)
     if width > model.info.max_tokens:
         raise AssertionError(f"pair of {width} tokens exceeds the window of {model.info.max_tokens}")
-    pad = model.tokenizer.pad_token_id
-    pad = 0 if pad is None else pad
-    n = len(seqs)
-    input_ids = torch.full((n, width), pad, dtype=torch.long)
-    valid = torch.zeros((n, width), dtype=torch.bool)
-    keep = torch.zeros_like(valid)
-    rows = torch.zeros_like(valid)
-    token_type = torch.zeros((n, width), dtype=torch.long)
+    device = model.info.device
+    padded = pad_batch(seqs, pad_id(model.tokenizer), device)
+    keep = torch.zeros_like(padded.valid)
+    rows = torch.zeros_like(padded.valid)
+    token_type = torch.zeros(padded.input_ids.shape, dtype=torch.long, device=device)
     for b, (s, c) in enumerate(zip(seqs, batch)):
-        input_ids[b, :len(s)] = torch.tensor(s, dtype=torch.long)
-        valid[b, :len(s)] = True
         keep[b, d_at[b]:d_at[b] + c.size] = True
         rows[b, q_at[b]:q_at[b] + len(q)] = True
         token_type[b, types[b]:len(s)] = 1
-    device = model.info.device
-    valid_d = valid.to(device)
-    capture = QueryCapture(model.num_layers, ChunkBatch(valid_d, keep.to(device), model.kind == "causal"),
-                           rows.to(device))
-    kwargs = {"input_ids": input_ids.to(device), "attention_mask": valid_d.long()}
+    capture = QueryCapture(model.num_layers, ChunkBatch(padded.valid, keep, model.kind == ModelKind.CAUSAL), rows)
+    kwargs = {"input_ids": padded.input_ids, "attention_mask": padded.attention_mask}
     if layout.typed:
-        kwargs["token_type_ids"] = token_type.to(device)
+        kwargs["token_type_ids"] = token_type
     with torch.inference_mode(), capturing(capture):
         try:
             model.model.base_model(**kwargs)
@@ -217,10 +208,11 @@ def run_pairs(model: LoadedModel, prepared: Prepared, batch: Sequence[Chunk], qu
 
 
 def _guided_outputs(model: LoadedModel, prepared: Prepared, plan: QueryPlan, store: ResultStore | None,
-                    progress: Progress | None, batch_tokens: int | None) -> tuple[list[list[ChunkOutput]], int]:
+                    progress: Progress | None, batch_tokens: int | None,
+                    cancel: Cancel | None = None) -> tuple[list[list[ChunkOutput]], int]:
     """Per pass, the chunk outputs in chunk order (cached per (model, query pass, chunk))."""
     ids = np.asarray(prepared.tokenized.ids, dtype=np.int64)
-    layout_key = repr((plan.layout, GUIDED_METHOD, "last", "mean", "lift" if LIFT else "raw"))
+    layout_key = repr((plan.layout, str(GUIDED_METHOD), "last", "mean", "lift" if LIFT else "raw"))
     keys = [[make_key("guided", GUIDED_VERSION, ENGINE_VERSION, model.info.identity, layout_key,
                       np.asarray(q, np.int64).tobytes(), ids[c.start:c.end].tobytes())
              for c in prepared.chunks] for _, q in plan.passes]
@@ -231,26 +223,23 @@ def _guided_outputs(model: LoadedModel, prepared: Prepared, plan: QueryPlan, sto
     for p, ks in enumerate(keys):
         for c, k in zip(prepared.chunks, ks):
             if k in found:
-                results[p][c.index] = _decode(found[k])
+                results[p][c.index] = ChunkOutput.from_bytes(found[k])
     cached = sum(len(r) for r in results)
     done = cached
-    if progress:
-        progress(done, total)
-    if batch_tokens is None:
-        batch_tokens = 16384 if model.info.device.startswith("cuda") else 4096
+    report(progress, cancel, done, total)
+    batch_tokens = batch_tokens or default_batch_tokens(model.info.device, scale=2)
     for p, (_, q) in enumerate(plan.passes):
         todo = [c for c in prepared.chunks if c.index not in results[p]]
-        for batch in _batches(todo, batch_tokens):
+        for batch in chunk_batches(todo, batch_tokens):
             outs = run_pairs(model, prepared, batch, q, plan.layout)
             fresh = {}
             for c, o in zip(batch, outs):
                 results[p][c.index] = o
-                fresh[keys[p][c.index]] = _encode(o)
+                fresh[keys[p][c.index]] = o.to_bytes()
             if store is not None:
                 store.put_many(fresh, kind="guided")
             done += len(batch)
-            if progress:
-                progress(done, total)
+            report(progress, cancel, done, total)
     return [[r[c.index] for c in prepared.chunks] for r in results], cached
 
 
@@ -263,11 +252,12 @@ def _settings(model: LoadedModel, plan: QueryPlan, base: Settings | None) -> Set
 
 def guided_analyze(document: Document, model: LoadedModel, query: Query | str, *, element: int | None = None,
                    settings: Settings | None = None, store: ResultStore | None = None, use_store: bool = True,
-                   progress: Progress | None = None, batch_tokens: int | None = None) -> AnalysisResult:
+                   progress: Progress | None = None, batch_tokens: int | None = None,
+                   cancel: Cancel | None = None) -> AnalysisResult:
     """Word and passage scores of `document` for this query (or for one of its elements).
 
-    Returns an AnalysisResult whose settings.method is "query" and whose extra["query"] describes the
-    query and passes; passages are ranked by guided attention, i.e. by relevance to the query.
+    Returns an AnalysisResult whose settings.method is "query" and whose `query` describes the
+    query and passes; passages are ranked by guided attention.
     """
     t0 = time.perf_counter()
     plan = plan_query(model, query, element)
@@ -275,7 +265,7 @@ def guided_analyze(document: Document, model: LoadedModel, query: Query | str, *
         store = default_store()
     settings = _settings(model, plan, settings)
     prepared = preprocess(document, model, settings)
-    outputs, cached = _guided_outputs(model, prepared, plan, store, progress, batch_tokens)
+    outputs, cached = _guided_outputs(model, prepared, plan, store, progress, batch_tokens, cancel)
     if len(outputs) == 1:
         combined = outputs[0]
     else:  # MAX over passes (module docstring), each chunk renormalised to sum 1 again
@@ -284,17 +274,12 @@ def guided_analyze(document: Document, model: LoadedModel, query: Query | str, *
             s = np.max(np.stack([o.scores for o in per_chunk]), axis=0)
             combined.append(ChunkOutput((s / max(float(s.sum()), 1e-12)).astype(np.float32)))
     result = postprocess(document, model, settings, prepared, combined, cached, time.perf_counter() - t0)
-    result.extra["query"] = {
-        **plan.query.to_json(),
-        "mode": plan.mode,
-        "element": element,
-        "combine": COMBINE if len(plan.passes) > 1 else None,
-        "passes": [t for t, _ in plan.passes],
-        "query_tokens": [len(ids) for _, ids in plan.passes],
-        "document_tokens_per_chunk": plan.doc_budget,
-        "truncated": plan.truncated,
-    }
-    return result
+    q = plan.query
+    return replace(result, query=QueryRun(
+        text=q.text, elements=tuple(q.elements), language=q.language, mode=plan.mode, element=element,
+        combine=COMBINE if len(plan.passes) > 1 else None, passes=tuple(t for t, _ in plan.passes),
+        query_tokens=tuple(len(ids) for _, ids in plan.passes), document_tokens_per_chunk=plan.doc_budget,
+        truncated=plan.truncated))
 
 
 def guided_elements(document: Document, model: LoadedModel, query: Query | str, **kw) -> list[AnalysisResult]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-def _is_japanese_char(ch: str) -> bool:
+def is_japanese_char(ch: str) -> bool:
     o = ord(ch)
     return (
         0x3040 <= o <= 0x30FF  # hiragana, katakana
@@ -16,7 +16,7 @@ def _is_japanese_char(ch: str) -> bool:
 def detect_language(text: str, sample: int = 20000) -> str:
     """'ja' when Japanese script makes up at least a fifth of the letters of the sample, else 'en'."""
     s = text[:sample]
-    ja = sum(1 for ch in s if _is_japanese_char(ch))
+    ja = sum(1 for ch in s if is_japanese_char(ch))
     latin = sum(1 for ch in s if ch.isascii() and ch.isalpha())
     fw_latin = sum(1 for ch in s if 0xFF21 <= ord(ch) <= 0xFF5A)
     letters = ja + latin + fw_latin

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .errors import ModelLoadError
-from .results import ModelInfo
+from .results import ModelInfo, ModelKind
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class LoadedModel:
     output_projections: dict[int, Any]  # layer index -> output projection weight [out, in] (norm method)
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> ModelKind:
         return self.info.kind
 
     @property
@@ -146,14 +146,14 @@ def model_identity(name: str, folder: Path | None, config: Any) -> str:
     return f"{name}@{commit or 'unknown'}"
 
 
-def detect_kind(config: Any) -> str:
+def detect_kind(config: Any) -> ModelKind:
     archs = " ".join(getattr(config, "architectures", None) or [])
     if "ForSequenceClassification" in archs:
-        return "classifier"
+        return ModelKind.CLASSIFIER
     if getattr(config, "is_decoder", False) or any(
         s in archs for s in ("ForCausalLM", "LMHeadModel")) or config.model_type in ("gpt2", "gpt_neox", "llama"):
-        return "causal"
-    return "encoder"
+        return ModelKind.CAUSAL
+    return ModelKind.ENCODER
 
 
 def _token_budget(folder: Path | None, config: Any, tokenizer: Any) -> int:
@@ -213,13 +213,19 @@ def cached_snapshot(repo_id: str) -> Path | None:
 
 
 def _load_from(source: str, folder: Path | None, device: str, local_only: bool) -> tuple[Any, Any, Any]:
-    from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM,
-                              AutoModelForSequenceClassification, AutoTokenizer)
+    from transformers import (
+        AutoConfig,
+        AutoModel,
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
 
     kw: dict[str, Any] = {"local_files_only": local_only}
     config = AutoConfig.from_pretrained(source, **kw)
     kind = detect_kind(config)
-    cls = {"classifier": AutoModelForSequenceClassification, "causal": AutoModelForCausalLM}.get(kind, AutoModel)
+    cls = {ModelKind.CLASSIFIER: AutoModelForSequenceClassification,
+           ModelKind.CAUSAL: AutoModelForCausalLM}.get(kind, AutoModel)
     tokenizer = AutoTokenizer.from_pretrained(source, **kw)
     model = cls.from_pretrained(source, attn_implementation="eager", **kw)
     model.eval().to(device)

@@ -1,17 +1,48 @@
 """What an analysis returns: plain data the dashboard, the exports and the CLI all read."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+import enum
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 from .document import Document
+
+if TYPE_CHECKING:
+    from .faithfulness import Faithfulness
+
+
+class Method(enum.StrEnum):
+    """How attention is reduced to one score per token (attention.METHODS describes each)."""
+
+    RECEIVED = "received"
+    NORM = "norm"
+    CLS = "cls"
+    MAX = "max"
+    ROLLOUT = "rollout"
+    QUERY = "query"  # query-guided reading (guided.py): the attention the query pays each token
+
+
+class ModelKind(enum.StrEnum):
+    """What a model is, which decides how it is read and how faithfulness is measured."""
+
+    ENCODER = "encoder"
+    CAUSAL = "causal"
+    CLASSIFIER = "classifier"
+
+
+class QueryMode(enum.StrEnum):
+    """How a query was read against a document."""
+
+    WHOLE = "whole"  # the whole query in one pass
+    ELEMENTS = "elements"  # one pass per claim element, combined by max
+    ELEMENT = "element"  # one chosen element
 
 
 @dataclass(frozen=True)
 class Settings:
     """How attention is reduced to one score per token. Part of every cache key."""
 
-    method: str = "received"  # see attention.METHODS
+    method: Method = Method.RECEIVED  # see attention.METHODS
     layer: str | int = "last"  # "last" | "all" | layer index
     head: str | int = "mean"  # "mean" | "max" | head index
     drop_special: bool = True  # exclude [CLS]/[SEP]/BOS/padding and renormalise
@@ -19,7 +50,7 @@ class Settings:
     overlap: int = 32  # tokens shared by neighbouring chunks
 
     def key(self) -> str:
-        return repr(sorted(asdict(self).items()))
+        return repr(sorted((k, str(v) if isinstance(v, enum.Enum) else v) for k, v in asdict(self).items()))
 
 
 @dataclass(slots=True)  # tens of thousands per document: slots, and no frozen-init cost
@@ -67,10 +98,33 @@ class ChunkInfo:
 class ModelInfo:
     id: str  # what was asked for, or the offline default
     identity: str  # id + weights hash: what caches are keyed on
-    kind: str  # "encoder" | "causal" | "classifier"
+    kind: ModelKind
     device: str
     fallback_reason: str | None = None
     max_tokens: int = 512
+
+
+@dataclass(frozen=True)
+class QueryRun:
+    """How a query-guided reading was run: the query, its passes and the token budget they left."""
+
+    text: str
+    elements: tuple[str, ...]
+    language: str
+    mode: QueryMode
+    element: int | None  # the element read alone (mode ELEMENT)
+    combine: str | None  # how several passes were combined ("max"), None for one pass
+    passes: tuple[str, ...]  # the text of each pass
+    query_tokens: tuple[int, ...]  # tokens of each pass
+    document_tokens_per_chunk: int
+    truncated: bool  # a pass was cut to the query's share of the window
+    ranking: str = "attention"  # what ranks the passages: "attention" or "relevance" (see relevance.py)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["elements"], d["passes"], d["query_tokens"] = list(self.elements), list(self.passes), list(self.query_tokens)
+        d["mode"] = str(self.mode)
+        return d
 
 
 @dataclass
@@ -87,7 +141,8 @@ class AnalysisResult:
     probability: float | None = None
     cached_chunks: int = 0  # how many chunks came from the cache
     seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    query: QueryRun | None = None  # set for a query-guided reading
+    faithfulness: "Faithfulness | None" = None  # set once the deletion test was asked for
 
     def read_first(self, k: int | None = None) -> list[Passage]:
         ranked = sorted(self.passages, key=lambda p: p.rank)
@@ -108,11 +163,11 @@ class AnalysisResult:
             "model": {
                 "id": self.model.id,
                 "identity": self.model.identity,
-                "kind": self.model.kind,
+                "kind": str(self.model.kind),
                 "device": self.model.device,
                 "fallback_reason": self.model.fallback_reason,
             },
-            "settings": asdict(self.settings),
+            "settings": {k: str(v) if isinstance(v, enum.Enum) else v for k, v in asdict(self.settings).items()},
             "words": [
                 {"text": w.text, "start": w.start, "end": w.end, "score": round(w.score, 6), "raw": w.raw}
                 for w in self.words
@@ -131,5 +186,8 @@ class AnalysisResult:
             out["chunk_labels"] = [
                 {"index": c.index, "label": c.label, "probability": c.probability} for c in self.chunks
             ]
-        out.update(self.extra)
+        if self.query is not None:
+            out["query"] = self.query.to_json()
+        if self.faithfulness is not None:
+            out["faithfulness"] = self.faithfulness.to_json()
         return out

@@ -24,22 +24,24 @@ import io
 import json
 import struct
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from .analysis import ENGINE_VERSION, _slow_tokenizer_lock, default_store, special_affixes
-from .cache import ResultStore, make_key
+from .alignment import tokenize_texts
+from .analysis import ENGINE_VERSION, special_affixes
+from .batching import default_batch_tokens, length_batches, pad_batch, pad_id
+from .cache import ResultStore, default_store, make_key
 from .claims import Query, make_query
 from .document import Document
 from .errors import QueryError
 from .models import LoadedModel
+from .progress import Cancel, Progress, report
 from .segment import PassageSpan, passage_spans
 
 EMBEDDING_VERSION = "1"  # bump when pooling changes: old embeddings stop matching
 TOP_K = 3  # passages averaged into the query term of the document score
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -96,16 +98,6 @@ class RankedDocument:
 
 
 # ------------------------------------------------------------------------------------------ embeddings
-def _tokenize_many(model: LoadedModel, texts: Sequence[str]) -> list[list[int]]:
-    tok = model.tokenizer
-    if not texts:
-        return []
-    if getattr(tok, "is_fast", False):
-        return list(tok(list(texts), add_special_tokens=False, verbose=False)["input_ids"])
-    with _slow_tokenizer_lock:  # MeCab taggers are not thread-safe
-        return [tok(t, add_special_tokens=False, verbose=False)["input_ids"] for t in texts]
-
-
 def _windows(ids: list[int], budget: int) -> list[list[int]]:
     """Balanced windows of at most `budget` tokens: a long passage is read whole, not truncated."""
     if len(ids) <= budget:
@@ -116,7 +108,7 @@ def _windows(ids: list[int], budget: int) -> list[list[int]]:
 
 
 def embed_token_ids(model: LoadedModel, seqs: Sequence[list[int]], *, batch_tokens: int | None = None,
-                    progress: Progress | None = None) -> np.ndarray:
+                    progress: Progress | None = None, cancel: Cancel | None = None) -> np.ndarray:
     """Mean-pooled last hidden state of each token sequence, L2-normalised: [N, D] float32.
 
     Each sequence is wrapped in the model's specials ([CLS] … [SEP]) and pooled over all its positions,
@@ -132,45 +124,24 @@ def embed_token_ids(model: LoadedModel, seqs: Sequence[list[int]], *, batch_toke
     hidden = int(getattr(model.model.config, "hidden_size", 0) or getattr(model.model.config, "n_embd"))
     sums = np.zeros((len(seqs), hidden), dtype=np.float64)
     counts = np.zeros(len(seqs), dtype=np.float64)
-    if batch_tokens is None:
-        batch_tokens = 32768 if model.info.device.startswith("cuda") else 8192
-    order = sorted(range(len(windows)), key=lambda k: -len(windows[k][1]))
-    pad = model.tokenizer.pad_token_id
-    pad = 0 if pad is None else pad
+    batch_tokens = batch_tokens or default_batch_tokens(model.info.device, scale=4)
     net = model.model.base_model
-    device = model.info.device
     done = 0
-    pos = 0
-    while pos < len(order):
-        width = len(windows[order[pos]][1])
-        n = max(1, batch_tokens // max(width, 1))
-        batch = order[pos:pos + n]
-        pos += len(batch)
-        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for b, k in enumerate(batch):
-            s = windows[k][1]
-            input_ids[b, :len(s)] = torch.tensor(s, dtype=torch.long)
-            mask[b, :len(s)] = 1
+    for batch in length_batches([len(w) for _, w in windows], batch_tokens):
+        padded = pad_batch([windows[k][1] for k in batch], pad_id(model.tokenizer), model.info.device)
         with torch.inference_mode():
-            out = net(input_ids=input_ids.to(device), attention_mask=mask.to(device))
-            h = out.last_hidden_state.float()
-            m = mask.to(h.device, h.dtype)[:, :, None]
+            h = net(input_ids=padded.input_ids, attention_mask=padded.attention_mask).last_hidden_state.float()
+            m = padded.valid.to(h.dtype)[:, :, None]
             summed = (h * m).sum(1).cpu().numpy().astype(np.float64)
         for b, k in enumerate(batch):
             i = windows[k][0]
             sums[i] += summed[b]
-            counts[i] += float(mask[b].sum())
+            counts[i] += float(padded.lengths[b])
         done += len(batch)
-        if progress:
-            progress(done, len(windows))
+        report(progress, cancel, done, len(windows))
     vec = sums / np.maximum(counts, 1.0)[:, None]
     norms = np.linalg.norm(vec, axis=1, keepdims=True)
     return (vec / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
-def embed_texts(model: LoadedModel, texts: Sequence[str], **kw) -> np.ndarray:
-    return embed_token_ids(model, _tokenize_many(model, texts), **kw)
 
 
 def _spans(document: Document) -> list[PassageSpan]:
@@ -196,7 +167,7 @@ def _decode(blob: bytes) -> np.ndarray:
 
 def index_documents(documents: Sequence[Document], model: LoadedModel, *, store: ResultStore | None = None,
                     use_store: bool = True, progress: Progress | None = None,
-                    batch_tokens: int | None = None) -> list[PassageIndex]:
+                    batch_tokens: int | None = None, cancel: Cancel | None = None) -> list[PassageIndex]:
     """Passage embeddings of every document: read from the store when present, else computed (all
     missing documents' passages batched together by length) and saved. Progress counts passages."""
     if store is None and use_store:
@@ -218,13 +189,13 @@ def index_documents(documents: Sequence[Document], model: LoadedModel, *, store:
         progress(cached, total)
     if todo:
         flat = [t for i in todo for t in texts[i]]
-        ids = _tokenize_many(model, flat)
+        ids = tokenize_texts(model.tokenizer, flat)
 
         def sub_progress(done: int, n: int) -> None:
             if progress:
                 progress(cached + int((total - cached) * done / max(n, 1)), total)
 
-        mat = embed_token_ids(model, ids, batch_tokens=batch_tokens, progress=sub_progress)
+        mat = embed_token_ids(model, ids, batch_tokens=batch_tokens, progress=sub_progress, cancel=cancel)
         fresh: dict[str, bytes] = {}
         pos = 0
         for i in todo:
@@ -242,7 +213,7 @@ def index_documents(documents: Sequence[Document], model: LoadedModel, *, store:
 # ------------------------------------------------------------------------------------------------ query
 def known_token_ids(model: LoadedModel, text: str) -> list[int]:
     """The query's tokens the model has in its vocabulary ([UNK] dropped)."""
-    ids = _tokenize_many(model, [text])[0]
+    ids = tokenize_texts(model.tokenizer, [text])[0]
     unk = model.tokenizer.unk_token_id
     return [i for i in ids if i != unk]
 
@@ -271,13 +242,15 @@ def document_score(query_sims: np.ndarray, element_best: Sequence[float], k: int
 
 def rank_documents(query: Query | str, documents: Sequence[Document], model: LoadedModel, *,
                    store: ResultStore | None = None, use_store: bool = True, progress: Progress | None = None,
-                   top_passages: int = 5, indexes: Sequence[PassageIndex] | None = None) -> list[RankedDocument]:
+                   top_passages: int = 5, indexes: Sequence[PassageIndex] | None = None,
+                   cancel: Cancel | None = None) -> list[RankedDocument]:
     """Documents best first, each with its best passages and, per query element, its best passage."""
     q = check_query(model, query)
     if indexes is None:
-        indexes = index_documents(documents, model, store=store, use_store=use_store, progress=progress)
+        indexes = index_documents(documents, model, store=store, use_store=use_store, progress=progress,
+                                  cancel=cancel)
     elements = list(q.elements)
-    ids = _tokenize_many(model, [q.text] + elements)
+    ids = tokenize_texts(model.tokenizer, [q.text] + elements)
     unk = model.tokenizer.unk_token_id
     readable = [any(t != unk for t in seq) for seq in ids]
     qv = embed_token_ids(model, ids)  # [1 + E, D]

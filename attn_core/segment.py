@@ -28,7 +28,7 @@ _LETTER_OR_DIGIT = re.compile(r"[^\W_]")  # \w minus "_" is exactly Unicode L* a
 _local = threading.local()
 
 
-def _tagger():
+def mecab_tagger():
     """One MeCab tagger per thread: taggers are not safe to share, and creating one costs ~0.1 s."""
     tagger = getattr(_local, "tagger", None)
     if tagger is None:
@@ -42,7 +42,7 @@ def _tagger():
 
 def _japanese_words(text: str) -> list[Span]:
     # Tagged line by line with the newline kept, like check_contract.py, so boundaries agree with its check.
-    tagger = _tagger()
+    tagger = mecab_tagger()
     spans: list[Span] = []
     pos = 0
     for line in text.splitlines(keepends=True):

@@ -110,9 +110,9 @@ def _punct(s: str) -> bool:
 
 def ja_pos(text: str) -> dict[tuple[int, int], str]:
     """(start, end) → unidic pos1, tagging line by line exactly as attn_core.segment does."""
-    from attn_core.segment import _tagger
+    from attn_core.segment import mecab_tagger
 
-    tagger = _tagger()
+    tagger = mecab_tagger()
     out: dict[tuple[int, int], str] = {}
     pos = 0
     for line in text.splitlines(keepends=True):

@@ -6,15 +6,14 @@ hold what must survive a page switch: the session's documents, the open document
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
-from dataclasses import replace
+import math
+from dataclasses import dataclass, field, replace
 
 import streamlit as st
 
 import attn_core as ac
-from attn_core.library import Library, default_library
 from attn_core import render
+from attn_core.library import Library, default_library
 from attn_core.render import escape_markdown
 
 ROUTE_PARAM = "page"  # set while a link that reached a page before the entry script is routed through it
@@ -28,72 +27,85 @@ def ensure_navigation() -> None:
     defaults, no sidebar). Such a run detours through dashboard.py, which sends it on to the page the link
     named, with the link's query params.
     """
-    if "chumoku.started" in st.session_state:
+    if state().started:
         return
     page = st.context.url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0] if st.context.url else ""
     st.switch_page("dashboard.py", query_params={**st.query_params.to_dict(), ROUTE_PARAM: page})
 
 
-# ---- session keys ---------------------------------------------------------------------------------
-DOCS = "chumoku.docs"  # list[str]: SHA-256 of the documents this session uploaded, in order
-LANG_OVERRIDE = "chumoku.lang"  # dict[sha, "ja"|"en"]: the reviewer's manual language choice
-ERRORS = "chumoku.errors"  # list[tuple[file name, message]]: rejected uploads of the last batch
-SELECTED = "chumoku.selected"  # sha of the document open in Screen/Explorer
-MODEL_ID = "chumoku.model_id"
-METHOD = "chumoku.method"
-LAYER = "chumoku.layer"
-HEAD = "chumoku.head"
-TOP_PERCENT = "chumoku.top_percent"
-SEEN_UPLOADS = "chumoku.seen_uploads"  # file_id of uploads already ingested (reruns do not redo them)
-MODEL = "chumoku.model"  # the LoadedModel the sidebar picked, once loaded in this run (None when it failed)
-MODEL_LOADED = "chumoku.model_loaded"  # whether this run has loaded (or tried to load) the model
-MODEL_SLOT = "chumoku.model_slot"  # the sidebar placeholder for the model status
+# ---- session state: one typed object ------------------------------------------------------------------
+@dataclass
+class SessionState:
+    """Everything this reviewer's session keeps across reruns and pages (widget values live in their keys)."""
 
-DEFAULTS = {
-    DOCS: [], LANG_OVERRIDE: {}, ERRORS: [], SELECTED: None, MODEL_ID: ac.DEFAULT_MODEL_ID,
-    METHOD: ac.Settings().method, LAYER: "last", HEAD: "mean", TOP_PERCENT: int(render.DEFAULT_TOP_PERCENT), SEEN_UPLOADS: set(),
-}
-SHARED_PARAMS = {"doc": SELECTED, "model": MODEL_ID, "method": METHOD, "layer": LAYER, "head": HEAD,
-                 "top": TOP_PERCENT}
+    docs: list[str] = field(default_factory=list)  # SHA-256 of the documents this session uploaded, in order
+    names: dict[str, str] = field(default_factory=dict)  # sha -> the file name *this* session uploaded it as
+    lang_override: dict[str, str] = field(default_factory=dict)  # sha -> "ja" | "en" chosen by the reviewer
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (file name, message) of the last upload batch
+    batch_errors: list[tuple[str, str]] = field(default_factory=list)
+    selected: str | None = None  # sha of the document open in Screen / Explorer
+    model_id: str = ac.DEFAULT_MODEL_ID
+    method: str = str(ac.Settings().method)
+    layer: str | int = "last"
+    head: str | int = "mean"
+    top_percent: int = int(render.DEFAULT_TOP_PERCENT)
+    seen_uploads: set = field(default_factory=set)  # file_id of uploads already ingested
+    queries: dict[str, ac.Query] = field(default_factory=dict)  # page -> the claim or query entered there
+    stopped: set = field(default_factory=set)  # (page, sha) runs the reviewer stopped; resumed on request
+    started: bool = False
+    # per run, not per session: the model slot in the sidebar and the Reader once loaded
+    reader: ac.Reader | None = None
+    reader_loaded: bool = False
+    model_slot: object | None = None
+
+
+STATE = "chumoku"
+SHARED_PARAMS = {"doc": "selected", "model": "model_id", "method": "method", "layer": "layer", "head": "head",
+                 "top": "top_percent"}
 UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in ac.SUPPORTED_EXTENSIONS)
 SESSION_MAX_BYTES = 200 * 1024 * 1024  # all uploads of one session together
 
 
-def parse_param(key: str, raw: str):
-    if key in (LAYER, HEAD):
+def state() -> SessionState:
+    """This session's state (created on first use)."""
+    if STATE not in st.session_state:
+        st.session_state[STATE] = SessionState()
+    return st.session_state[STATE]
+
+
+def parse_param(field_name: str, raw: str):
+    """A share-link value for a state field: numbers bounded and finite, everything else as text."""
+    if field_name in ("layer", "head"):
+        raw = raw.strip()[:12]
         return int(raw) if raw.lstrip("-").isdigit() else raw
-    if key == TOP_PERCENT:
+    if field_name == "top_percent":
         try:
-            return min(100, max(1, int(float(raw))))
+            value = float(raw[:12])
         except ValueError:
-            return DEFAULTS[TOP_PERCENT]
-    return raw
+            return SessionState.top_percent
+        return min(100, max(1, int(value))) if math.isfinite(value) else SessionState.top_percent
+    return raw[:300]
 
 
 def init_state() -> None:
     """Defaults once per session; a share link's query params win on the first run."""
-    first = "chumoku.started" not in st.session_state
-    for key, value in DEFAULTS.items():
-        if key not in st.session_state:
-            st.session_state[key] = value.copy() if hasattr(value, "copy") else value
-    if first:
-        st.session_state["chumoku.started"] = True
-        for param, key in SHARED_PARAMS.items():
+    s = state()
+    if not s.started:
+        s.started = True
+        for param, name in SHARED_PARAMS.items():
             if param in st.query_params:
-                st.session_state[key] = parse_param(key, st.query_params[param])
-        if key_doc := st.session_state[SELECTED]:
-            open_shared(key_doc)
+                setattr(s, name, parse_param(name, st.query_params[param]))
+        if s.selected:
+            open_shared(s.selected)
 
 
 def share_params() -> dict[str, str]:
     """The query params that reopen the current view (document by hash, settings)."""
-    out = {}
-    for param, key in SHARED_PARAMS.items():
-        value = st.session_state.get(key)
-        if value is not None and value != DEFAULTS[key]:
+    s, defaults, out = state(), SessionState(), {}
+    for param, name in SHARED_PARAMS.items():
+        value = getattr(s, name)
+        if value is not None and value != getattr(defaults, name):
             out[param] = str(value)
-    if st.session_state.get(SELECTED):
-        out["doc"] = st.session_state[SELECTED]
     return out
 
 
@@ -117,113 +129,112 @@ def share_url(page: str = "screen") -> str:
     return f"{base}{prefix}/{page}" + (f"?{query}" if query else "")
 
 
-# ---- shared resources -----------------------------------------------------------------------------
+# ---- the shared Reader ---------------------------------------------------------------------------------
 @st.cache_resource(show_spinner=False, max_entries=3)
-def get_model(model_id: str) -> ac.LoadedModel:
-    """One copy of each model for every session (read-only use; captures are per thread)."""
-    return ac.load_model(model_id)
+def get_reader(model_id: str) -> ac.Reader:
+    """One Reader (model, store, memo) per model for every session (read-only use; captures are per thread)."""
+    return ac.Reader.load(model_id)
 
 
-@st.cache_resource(show_spinner=False)
-def _memo() -> tuple[OrderedDict, threading.Lock]:
-    return OrderedDict(), threading.Lock()
-
-
-MEMO_ENTRIES = 64
-
-
-def current_model() -> ac.LoadedModel | None:
+def current_reader() -> ac.Reader | None:
     """The sidebar's model, loaded when a page first needs it, so the page's widgets are already on screen
     while a cold model loads. Its status (or error) goes to the sidebar."""
-    if st.session_state.get(MODEL_LOADED):
-        return st.session_state.get(MODEL)
-    st.session_state[MODEL_LOADED] = True
-    model_id, model = st.session_state[MODEL_ID], None
-    with (st.session_state.get(MODEL_SLOT) or st.sidebar.empty()).container():
+    s = state()
+    if s.reader_loaded:
+        return s.reader
+    s.reader_loaded = True
+    reader = None
+    with (s.model_slot or st.sidebar.empty()).container():
         try:
-            with st.spinner(f"Loading {model_id}…"):
-                model = get_model(model_id)
+            with st.spinner(f"Loading {escape_markdown(str(s.model_id))}…"):
+                reader = get_reader(s.model_id)
         except ac.ChumokuError as exc:
-            st.error(exc.message)
-        if model is not None:
-            _check_layer_and_head(model)
-            st.caption(model_status(model))
-            if model.info.fallback_reason:
-                st.warning(f"Using the offline default: {escape_markdown(model.info.fallback_reason)}")
-    st.session_state[MODEL] = model
-    return model
+            st.error(escape_markdown(exc.message))
+        if reader is not None:
+            _check_settings(reader)
+            st.caption(model_status(reader.model))
+            if reader.model.info.fallback_reason:
+                st.warning(f"Using the offline default: {escape_markdown(reader.model.info.fallback_reason)}")
+    s.reader = reader
+    return reader
 
 
-def _check_layer_and_head(model: ac.LoadedModel) -> None:
-    for key, allowed, count, what in ((LAYER, ac.LAYER_CHOICES, model.num_layers, "layers"),
-                                      (HEAD, ac.HEAD_CHOICES, model.num_heads, "heads")):
-        value = st.session_state[key]
-        if (isinstance(value, int) and not -count <= value < count) or (
-                not isinstance(value, int) and value not in allowed):
-            st.error(f"{escape_markdown(str(value)[:20])} is not one of {', '.join(allowed)} or 0–{count - 1} "
-                     f"({count} {what}); using {allowed[0]}.")
-            st.session_state[key] = allowed[0]
+def _check_settings(reader: ac.Reader) -> None:
+    """A layer/head from a share link or the sidebar that this model lacks is reset, with the reason."""
+    s = state()
+    for name, default in (("method", str(ac.Settings().method)), ("layer", "last"), ("head", "mean")):
+        try:
+            reader.check(ac.Settings(**{name: getattr(s, name)}))
+        except ac.SettingsError as exc:
+            st.error(f"{escape_markdown(exc.message)}; using {default}.")
+            setattr(s, name, default)
+
+
+def settings() -> ac.Settings:
+    s = state()
+    return ac.Settings(method=s.method, layer=s.layer, head=s.head)
 
 
 def library() -> Library:
     return default_library()
 
 
-def settings() -> ac.Settings:
-    return ac.Settings(method=st.session_state[METHOD], layer=st.session_state[LAYER],
-                       head=st.session_state[HEAD])
-
-
 # ---- documents --------------------------------------------------------------------------------------
 def session_documents() -> list[ac.Document]:
-    """This session's documents (with the reviewer's language override applied), in upload order."""
-    lib, overrides, out = library(), st.session_state[LANG_OVERRIDE], []
-    for sha in st.session_state[DOCS]:
+    """This session's documents under the names this session gave them (with its language overrides)."""
+    lib, s, out = library(), state(), []
+    for sha in s.docs:
         doc = lib.get_document(sha)
         if doc is None:
             continue
-        if sha in overrides and overrides[sha] != doc.language:
-            doc = replace(doc, language=overrides[sha])
+        name = s.names.get(sha, doc.name)
+        lang = s.lang_override.get(sha, doc.language)
+        if name != doc.name or lang != doc.language:
+            doc = replace(doc, name=name, language=lang)
         out.append(doc)
     return out
 
 
 def add_document(doc: ac.Document) -> None:
     library().save_document(doc)
-    if doc.sha256 not in st.session_state[DOCS]:
-        st.session_state[DOCS].append(doc.sha256)
-    if st.session_state[SELECTED] is None:
-        st.session_state[SELECTED] = doc.sha256
+    s = state()
+    if doc.sha256 not in s.docs:
+        s.docs.append(doc.sha256)
+        s.names[doc.sha256] = doc.name
+    if s.selected is None:
+        s.selected = doc.sha256
 
 
 def open_shared(sha: str) -> bool:
     """A share link names a document by hash: add it to this session if the server has it."""
-    if sha in st.session_state[DOCS]:
+    s = state()
+    if sha in s.docs:
         return True
-    doc = library().get_document(sha)
+    doc = library().get_document(sha) if isinstance(sha, str) and len(sha) == 64 else None
     if doc is None:
-        st.session_state[SELECTED] = None
+        s.selected = None
         return False
     add_document(doc)
-    st.session_state[SELECTED] = sha
+    s.selected = sha
     return True
 
 
 def ingest_uploads(files) -> tuple[list[ac.Document], list[tuple[str, str]]]:
     """Ingest new uploads; a bad file becomes (name, message) and never stops the others."""
     docs, errors, fresh = [], [], False
-    seen: set = st.session_state[SEEN_UPLOADS]
+    s = state()
     budget = SESSION_MAX_BYTES - sum(len(d.text.encode("utf-8")) for d in session_documents())
     for f in files or []:
-        if f.file_id in seen:
+        if f.file_id in s.seen_uploads:
             continue
-        seen.add(f.file_id)
+        s.seen_uploads.add(f.file_id)
         fresh = True
         size = f.size
         if size > budget:
             errors.append((f.name, f"this session's upload limit ({SESSION_MAX_BYTES // 2**20} MB) is reached; "
                                    f"start a new session to screen more documents"))
             continue
+        budget -= size  # counted whether or not the file can be read: failing uploads use the budget too
         try:
             doc = ac.ingest_bytes(f.getvalue(), f.name)
         except ac.ChumokuError as exc:
@@ -232,45 +243,19 @@ def ingest_uploads(files) -> tuple[list[ac.Document], list[tuple[str, str]]]:
         except Exception as exc:  # noqa: BLE001 - a reviewer sees a message, never a stack trace
             errors.append((f.name, f"could not be read ({type(exc).__name__})"))
             continue
-        budget -= size
         add_document(doc)
+        state().names[doc.sha256] = doc.name
         docs.append(doc)
     if fresh:  # the errors of the last batch stay in view until the next upload (reruns keep them)
-        st.session_state[ERRORS] = errors
+        s.errors = errors
     return docs, errors
 
 
-# ---- analysis ---------------------------------------------------------------------------------------
-def _memo_key(doc: ac.Document, model: ac.LoadedModel, s: ac.Settings) -> tuple:
-    return (doc.sha256, doc.language, model.info.identity, s.key())
-
-
-def _memo_get(key: tuple) -> ac.AnalysisResult | None:
-    memo, lock = _memo()
-    with lock:
-        if key in memo:
-            memo.move_to_end(key)
-            return memo[key]
-    return None
-
-
-def _memo_put(key: tuple, result: ac.AnalysisResult) -> None:
-    memo, lock = _memo()
-    with lock:
-        memo[key] = result
-        while len(memo) > MEMO_ENTRIES:
-            memo.popitem(last=False)
-
-
-def cached_result(doc: ac.Document, model: ac.LoadedModel, s: ac.Settings) -> ac.AnalysisResult | None:
-    return _memo_get(_memo_key(doc, model, s))
-
-
-def analyze(doc: ac.Document, model: ac.LoadedModel, s: ac.Settings | None = None,
-            container=None) -> ac.AnalysisResult:
-    """Analyse with a progress bar (chunks done/total); in-memory and on-disk caches make repeats instant."""
-    s = s or settings()
-    hit = cached_result(doc, model, s)
+# ---- reading ----------------------------------------------------------------------------------------
+def read(doc: ac.Document, reader: ac.Reader, query: ac.Query | None = None, element: int | None = None,
+         container=None, what: str = "chunks") -> ac.AnalysisResult:
+    """A reading with a progress bar; the Reader's memo and the disk cache make repeats instant."""
+    hit = reader.cached(doc, query, element, settings())
     if hit is not None:
         return hit
     where = container or st
@@ -278,18 +263,22 @@ def analyze(doc: ac.Document, model: ac.LoadedModel, s: ac.Settings | None = Non
     bar = where.progress(0.0, text=f"{name}: preparing…")
 
     def progress(done: int, total: int) -> None:
-        bar.progress(done / max(1, total), text=f"{name}: {done}/{total} chunks")
+        bar.progress(done / max(1, total), text=f"{name}: {done}/{total} {what}")
 
-    result = ac.analyze(doc, model, s, progress=progress)
+    result = reader.read(doc, query, element, settings=settings(), progress=progress)
     bar.empty()
-    _memo_put(_memo_key(doc, model, s), result)
     return result
+
+
+def cached_result(doc: ac.Document, reader: ac.Reader) -> ac.AnalysisResult | None:
+    return reader.cached(doc, settings=settings())
 
 
 def model_status(model: ac.LoadedModel) -> str:
     info = model.info
     where = "offline (bundled weights)" if info.id == ac.DEFAULT_MODEL_ID else "local/hub"
-    return f"**{info.id}** · {info.kind} · {info.device} · {where} · {info.max_tokens} tokens per chunk"
+    return (f"**{escape_markdown(info.id)}** · {info.kind} · {info.device} · {where} · "
+            f"{info.max_tokens} tokens per chunk")
 
 
 def unk_warning(result: ac.AnalysisResult) -> str | None:
@@ -303,118 +292,119 @@ def unk_warning(result: ac.AnalysisResult) -> str | None:
             f"(to get it for offline use: `{rec.download_command}`, then pick it in the sidebar).")
 
 
-def clear_memo() -> int:
-    """Forget every in-memory analysis result (all sessions); returns how many were dropped."""
-    memo, lock = _memo()
-    with lock:
-        n = len(memo)
-        memo.clear()
-    return n
+def clear_all_caches() -> dict[str, int]:
+    """"Clear cache": every Reader's memo, the result store, the tokenisation memo and Streamlit's caches.
+    The library (documents and reviewer marks) is never touched."""
+    totals = {"memo": 0, "stored": 0}
+    cleared_store = False
+    for model_id in list(_loaded_model_ids()):
+        try:
+            reader = get_reader(model_id)
+        except ac.ChumokuError:
+            continue
+        counts = reader.clear()
+        totals["memo"] += counts["memo"]
+        if not cleared_store:
+            totals["stored"] += counts["stored"]
+            cleared_store = True
+    if not cleared_store:
+        store = ac.default_store()
+        totals["stored"] = store.count()
+        store.clear()
+    st.cache_data.clear()
+    return totals
 
 
+def _loaded_model_ids() -> set[str]:
+    """Model ids whose Reader this process has loaded (for clearing every memo)."""
+    ids = {state().model_id}
+    reader = state().reader
+    if reader is not None:
+        ids.add(reader.model.info.id)
+    return ids
 
-# ---- the reviewer's claim or query (shared by Screen and Batch) -------------------------------------------
-QUERY = "chumoku.query"  # attn_core Query the reviewer holds, or None
-RANKINGS = "chumoku.rankings"  # dict[key, list[RankedDocument]]: rankings this session already computed
-QUERY_SOURCES = ("Type or paste", "A claim of an uploaded patent", "A text file")
+
+# ---- the reviewer's claim or query (Screen and Batch each hold their own) ----------------------------------
+QUERY_SOURCES = ("Type or paste", "A claim of a document", "A text file")
 
 
-def query_editor(docs: list[ac.Document], model: ac.LoadedModel, key: str) -> ac.Query | None:
-    """Claim/query input: pasted, one of a patent's claims, or a file; its elements editable one per row."""
-    current: ac.Query | None = st.session_state.get(QUERY)
-    source = st.radio("Query from", QUERY_SOURCES, horizontal=True, key=f"{key}.qsource")
+def query_editor(docs: list[ac.Document], reader: ac.Reader, page: str,
+                 open_sha: str | None = None) -> ac.Query | None:
+    """Claim/query input: pasted, one of a patent's claims (the open document's first), or a file; its
+    elements editable one per row. Each page keeps its own query: nothing is carried silently elsewhere."""
+    s = state()
+    current: ac.Query | None = s.queries.get(page)
+    source = st.radio("Query from", QUERY_SOURCES, horizontal=True, key=f"{page}.qsource")
     text = ""
     if source == QUERY_SOURCES[0]:
-        text = st.text_area("Claim or query", value=current.text if current else "", height=110, key=f"{key}.qtext",
+        text = st.text_area("Claim or query", value=current.text if current else "", height=110, key=f"{page}.qtext",
                             placeholder="1. A system for …, comprising: a …; and a … wherein …  /  "
                                         "【請求項１】…と、…とを備える…")
     elif source == QUERY_SOURCES[1]:
         with_claims = [(d, ac.extract_claims(d)) for d in docs]
         with_claims = [(d, c) for d, c in with_claims if c]
         if not with_claims:
-            st.info("None of this session's documents has claims Chumoku can find "
+            st.info("None of these documents has claims Chumoku can find "
                     "(US 'CLAIMS' section / USPTO XML, or 【請求項１】).")
         else:
-            pick = st.selectbox("Patent", range(len(with_claims)), key=f"{key}.qdoc",
+            shas = [d.sha256 for d, _ in with_claims]
+            if st.session_state.get(f"{page}.qdoc.open") != open_sha:  # the open document's claims by default
+                st.session_state[f"{page}.qdoc.open"] = open_sha
+                st.session_state[f"{page}.qdoc"] = shas.index(open_sha) if open_sha in shas else 0
+            pick = st.selectbox("Patent", range(len(with_claims)), key=f"{page}.qdoc",
                                 format_func=lambda i: with_claims[i][0].name)
             claims = with_claims[pick][1]
-            n = st.selectbox("Claim", range(len(claims)), key=f"{key}.qclaim",
+            n = st.selectbox("Claim", range(len(claims)), key=f"{page}.qclaim",
                              format_func=lambda i: f"claim {claims[i].number}: {claims[i].text[:80]}…")
             text = claims[n].text
     else:
-        f = st.file_uploader("Query file", type=["txt", "md"], key=f"{key}.qfile")
+        f = st.file_uploader("Query file", type=["txt", "md"], key=f"{page}.qfile")
         if f is not None:
             try:
                 text = ac.ingest_bytes(f.getvalue(), f.name).text
             except ac.ChumokuError as exc:
-                st.error(f"{f.name}: {exc.message}")
+                st.error(f"{escape_markdown(f.name)}: {escape_markdown(exc.message)}")
     if not text.strip():
-        st.session_state[QUERY] = None
+        s.queries.pop(page, None)
         return None
     try:
         query = ac.make_query(text)
     except ac.QueryError as exc:
-        st.error(exc.message)
+        st.error(escape_markdown(exc.message))
         return None
     if current is not None and current.text == query.text:
-        query = query.with_elements(current.elements)  # keep the reviewer's edits across reruns and pages
+        query = query.with_elements(current.elements)  # keep the reviewer's edits across reruns
     st.caption("Claim elements: edit, add or delete rows; each is matched and charted on its own.")
     edited = st.data_editor({"element": list(query.elements)}, num_rows="dynamic", width="stretch",
-                            key=f"{key}.elements.{hash(query.text) & 0xffffffff:x}")
+                            key=f"{page}.elements.{hash(query.text) & 0xffffffff:x}")
     query = query.with_elements([str(e) for e in edited["element"] if e is not None])
     try:
-        from attn_core.retrieval import check_query
-
-        query = check_query(model, query)
+        query = reader.check_query(query)
     except ac.QueryError as exc:
-        st.error(exc.message)
+        st.error(escape_markdown(exc.message))
         return None
-    st.session_state[QUERY] = query
+    s.queries[page] = query
     return query
 
 
-def rank(query: ac.Query, docs: list[ac.Document], model: ac.LoadedModel) -> list:
+def rank(query: ac.Query, docs: list[ac.Document], reader: ac.Reader) -> list:
     """Documents ranked against the query; passage embeddings come from the disk cache after the first time."""
-    from attn_core.retrieval import rank_documents
-
-    key = (query.text, query.elements, tuple(d.sha256 + d.language for d in docs), model.info.identity)
-    memo = st.session_state.setdefault(RANKINGS, {})
-    if key not in memo:
-        bar = st.progress(0.0, text="Embedding passages…")
-
-        def progress(done: int, total: int) -> None:
-            bar.progress(done / max(1, total), text=f"Embedding passages: {done}/{total}")
-
-        memo[key] = rank_documents(query, docs, model, progress=progress)
-        bar.empty()
-        while len(memo) > 8:
-            memo.pop(next(iter(memo)))
-    return memo[key]
-
-
-def guided(doc: ac.Document, model: ac.LoadedModel, query: ac.Query, element: int | None,
-           container=None) -> ac.AnalysisResult:
-    """Query-guided scores (whole query or one element), with progress; memoised like `analyze`."""
-    key = (doc.sha256, doc.language, model.info.identity, "query", query.text, query.elements, element)
-    if (hit := _memo_get(key)) is not None:
-        return hit
-    name = escape_markdown(doc.name)
-    bar = (container or st).progress(0.0, text=f"{name}: reading for the query…")
+    bar = st.progress(0.0, text="Embedding passages…")
 
     def progress(done: int, total: int) -> None:
-        bar.progress(done / max(1, total), text=f"{name}: {done}/{total} query × chunk passes")
+        bar.progress(done / max(1, total), text=f"Embedding passages: {done}/{total}")
 
-    result = ac.guided_analyze(doc, model, query, element=element, progress=progress)
+    ranked = reader.rank(query, docs, progress=progress)
     bar.empty()
-    _memo_put(key, result)
-    return result
+    return ranked
 
 
-def faithfulness_badge(result: ac.AnalysisResult, model: ac.LoadedModel) -> None:
-    """The measured badge: how much the model's output moves when the shaded words are deleted."""
+def faithfulness_badge(result: ac.AnalysisResult, reader: ac.Reader) -> None:
+    """The measured badge: how much the model's output moves when the shaded words are deleted. Below the
+    word-length baseline it says so plainly: the shading then tells the reviewer nothing the text did not."""
     try:
         with st.spinner("Measuring how much the model relies on the shaded words…"):
-            f = ac.measure_faithfulness(result, model)
+            f = reader.faithfulness(result)
     except Exception:  # noqa: BLE001 - the badge is a bonus: never take the document down with it
         logging.getLogger("chumoku").exception("faithfulness failed for %s", result.document.sha256)
         st.caption("Faithfulness could not be measured for this document.")
@@ -422,6 +412,10 @@ def faithfulness_badge(result: ac.AnalysisResult, model: ac.LoadedModel) -> None
     if f.ratio_random is None:
         st.caption(f"Faithfulness: not measurable on this document ({f.windows} windows with enough words).")
         return
-    good = f.ratio_random >= 2.0 and (f.ratio_baseline or 0) >= 1.0
-    st.markdown(f":{'green' if good else 'orange'}-badge[:material/verified: faithfulness {f.badge}] "
-                f"<small>{escape_markdown(f.explanation)}</small>", unsafe_allow_html=True)
+    explanation = escape_markdown(f.explanation)
+    if (f.ratio_baseline or 0) < 1.0 or f.ratio_random < 2.0:
+        st.warning(f"The shading is weak evidence here: deleting the shaded words moves the model "
+                   f"{f.badge}. {explanation}", icon=":material/warning:")
+        return
+    st.markdown(f":green-badge[faithfulness {f.badge}] "
+                f"<small>{explanation}</small>", unsafe_allow_html=True)

@@ -12,9 +12,6 @@ from pages import _common as ui
 
 ui.ensure_navigation()  # a share link may be a fresh server's first request
 
-BATCH_ERRORS = "chumoku.batch_errors"  # [(file name, message)] of the last batch of uploads that had news
-
-
 def save_mark(sha: str, name: str) -> None:
     """on_change of the status and note widgets: write the mark to the library at once."""
     status = st.session_state.get(f"batch.status.{sha}", "unread")
@@ -22,7 +19,8 @@ def save_mark(sha: str, name: str) -> None:
     ui.library().set_review(sha, name, status, note)
 
 
-st.title("🗂️ Batch screening")
+state = ui.state()
+st.title("Batch screening")
 st.caption("Upload a stack of documents: each is analysed, scored for how sharply its attention focuses, and listed "
            "with its read-first passages. Mark what you have read; marks are kept on this server.")
 
@@ -33,28 +31,27 @@ files = st.file_uploader("Documents (txt, md, html, pdf, docx, xml…)", accept_
 if files:
     new_docs, errors = ui.ingest_uploads(files)
     if new_docs or errors:
-        st.session_state[BATCH_ERRORS] = errors
-for name, message in st.session_state.get(BATCH_ERRORS, []):
+        state.batch_errors = errors
+for name, message in state.batch_errors:
     st.error(f"**{md_escape(name)}**: {md_escape(message)}")
 
 docs = ui.session_documents()
-model = ui.current_model()
+reader = ui.current_reader()
 if not docs:
     st.info("No documents yet: upload some above (or open the demo documents on Home).")
     st.stop()
-if model is None:
+if reader is None:
     st.warning("No model is loaded: pick one in the sidebar.")
     st.stop()
-s = ui.settings()
 
 # ---- analysis (one call into attn_core per document; cached in memory and on disk) ---------------------
 results: list[ac.AnalysisResult] = []
-todo = [d for d in docs if ui.cached_result(d, model, s) is None]
+todo = [d for d in docs if ui.cached_result(d, reader) is None]
 overall = st.progress(0.0, text=f"Analysing {len(todo)} of {len(docs)} documents…") if todo else None
 per_doc = st.container()
 for i, doc in enumerate(docs):
     try:
-        results.append(ui.analyze(doc, model, s, container=per_doc))
+        results.append(ui.read(doc, reader, container=per_doc))
     except ac.ChumokuError as exc:
         st.error(f"**{md_escape(doc.name)}**: {md_escape(exc.message)}")
     except Exception as exc:  # noqa: BLE001 - one bad document must not stop the batch
@@ -66,10 +63,10 @@ if overall is not None:
 
 # ---- ranking against a claim or query ---------------------------------------------------------------------
 ranked = []
-with st.expander("Rank against a claim or query", expanded=st.session_state.get(ui.QUERY) is not None):
-    query = ui.query_editor(docs, model, key="batch")
+with st.expander("Rank against a claim or query", expanded="batch" in state.queries):
+    query = ui.query_editor(docs, reader, page="batch", open_sha=state.selected)
     if query is not None:
-        ranked = ui.rank(query, [r.document for r in results], model)
+        ranked = ui.rank(query, [r.document for r in results], reader)
 if ranked:
     st.subheader("Ranked against the query")
     st.dataframe(
@@ -120,7 +117,7 @@ st.subheader("Review")
 names = {d.sha256: d.name for d in docs}
 first = [r.document.sha256 for r in ranked] or list(table["sha256"])
 order = first + [sha for sha in shas if sha not in set(first)]
-current = st.session_state.get(ui.SELECTED)
+current = state.selected
 pick = st.selectbox("Document", order, index=order.index(current) if current in order else 0,
                     format_func=lambda sha: names[sha], key="batch.pick")
 mark = lib.review(pick)
@@ -128,8 +125,8 @@ left, right = st.columns([2, 3])
 with left:
     st.radio("Mark", REVIEW_STATUSES, index=REVIEW_STATUSES.index(mark.status) if mark else 0, horizontal=True,
              key=f"batch.status.{pick}", on_change=save_mark, args=(pick, names[pick]))
-    if st.button("Open in Screen", type="primary", key="batch.open", icon="📄"):
-        st.session_state[ui.SELECTED] = pick
+    if st.button("Open in Screen", type="primary", key="batch.open", icon=":material/description:"):
+        state.selected = pick
         st.switch_page("pages/screen.py")
 with right:
     st.text_area("Note", value=mark.note if mark else "", key=f"batch.note.{pick}", height=90,

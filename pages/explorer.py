@@ -12,19 +12,6 @@ from pages import _common as ui
 ui.ensure_navigation()  # a share link may be a fresh server's first request
 
 
-@st.cache_data(max_entries=4, show_spinner="Running the model on this chunk…")
-def chunk_attention(sha: str, language: str, identity: str, chunk: int, chunk_tokens: int | None, overlap: int,
-                    _doc: ac.Document, _model: ac.LoadedModel) -> ac.ChunkAttention:
-    """Keyed by document hash + language + model identity + chunk (the model and document are not hashed)."""
-    return ac.chunk_attention(_doc, _model, chunk, ac.Settings(chunk_tokens=chunk_tokens, overlap=overlap))
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def chunk_spans(sha: str, language: str, identity: str, chunk_tokens: int | None, overlap: int,
-                _doc: ac.Document, _model: ac.LoadedModel) -> list[tuple[int, int]]:
-    return charts.chunk_spans(_doc, _model, ac.Settings(chunk_tokens=chunk_tokens, overlap=overlap))
-
-
 def downloads(chart, stem: str, key: str) -> None:
     """PNG and SVG buttons; the bytes are rendered only when a button is clicked."""
     left, right, _ = st.columns([1, 1, 4])
@@ -34,31 +21,32 @@ def downloads(chart, stem: str, key: str) -> None:
                           mime="image/svg+xml", key=f"{key}.svg", on_click="ignore", icon=":material/download:")
 
 
-st.title("🔬 Explorer")
+state = ui.state()
+st.title("Explorer")
 st.caption("The full attention of one chunk: every layer and head, and how the engine reduces it to one "
            "score per token.")
 
 docs = ui.session_documents()
-model = ui.current_model()
+reader = ui.current_reader()
 if not docs:
     st.info("No documents yet. Upload one in **Screen** (or open the demo documents on Home), then come back.")
-    st.page_link("pages/screen.py", label="Go to Screen", icon="📄")
+    st.page_link("pages/screen.py", label="Go to Screen", icon=":material/description:")
     st.stop()
-if model is None:
+if reader is None:
     st.warning("No model is loaded: pick one in the sidebar.")
     st.stop()
 
 # ---- widgets ------------------------------------------------------------------------------------------
 by_sha = {d.sha256: d for d in docs}
 shas = list(by_sha)
-selected = st.session_state.get(ui.SELECTED)
+selected = state.selected
+model = reader.model
 doc_sha = st.selectbox("Document", shas, index=shas.index(selected) if selected in by_sha else 0,
                        format_func=lambda s: by_sha[s].name, key="explorer.doc")
-st.session_state[ui.SELECTED] = doc_sha
+state.selected = doc_sha
 doc = by_sha[doc_sha]
 s = ui.settings()
-identity = model.info.identity
-spans = chunk_spans(doc.sha256, doc.language, identity, s.chunk_tokens, s.overlap, doc, model)
+spans = reader.chunk_spans(doc)
 if len(spans) > 1:
     chunk = st.slider("Chunk", 0, len(spans) - 1, 0, key=f"explorer.chunk.{doc_sha}",
                       help="The document is read in overlapping windows of the model's token budget.")
@@ -78,11 +66,12 @@ method = c3.selectbox("Token table reduction", list(ac.METHODS), key="explorer.m
                       help="\n\n".join(f"**{k}**: {v}" for k, v in ac.METHODS.items()))
 
 # ---- one call into attn_core ----------------------------------------------------------------------------
-ca = chunk_attention(doc.sha256, doc.language, identity, chunk, s.chunk_tokens, s.overlap, doc, model)
+with st.spinner("Running the model on this chunk…"):
+    ca = reader.chunk_attention(doc, chunk)
 
 # ---- display ---------------------------------------------------------------------------------------------
 n = len(ca.tokens)
-causal = model.kind == "causal"
+causal = model.kind == ac.ModelKind.CAUSAL
 window = (0, n)
 if n > charts.HEATMAP_MAX_TOKENS:
     window = st.slider("Tokens shown in the heatmap and score chart", 0, n, (0, charts.HEATMAP_MAX_TOKENS),

@@ -25,29 +25,27 @@ def human(n: int) -> str:
 
 
 def clear_cache() -> None:
-    """Drop the chunk result store and the in-memory results; the library (documents, marks) stays."""
-    store = ac.default_store()
-    before = store.count()
-    store.clear()
-    dropped = ui.clear_memo()
-    st.cache_data.clear()  # the Explorer's per-chunk attention
+    """Every cache: stored chunk results, embeddings and badges, every Reader's memo, Streamlit's caches.
+    The library (documents, marks) stays."""
+    counts = ui.clear_all_caches()
     st.session_state[CONFIRM] = False
-    st.session_state[CLEARED] = (f"Cleared {before} cached chunk results and {dropped} in-memory analyses. "
-                                 f"Documents and reviewer marks are kept.")
+    st.session_state[CLEARED] = (f"Cleared {counts['stored']} stored results and {counts['memo']} in-memory "
+                                 f"readings. Documents and reviewer marks are kept.")
 
 
-st.title("⚙️ Models & cache")
+st.title("Models & cache")
 
 # ---- current model ------------------------------------------------------------------------------------
 st.subheader("Current model")
-model = ui.current_model()
+reader = ui.current_reader()
+model = reader.model if reader is not None else None
 device = pick_device()
 if model is None:
     st.error("No model is loaded: the sidebar shows why. Pick another one there.")
 else:
     st.markdown(ui.model_status(model))
     if model.info.fallback_reason:
-        st.warning(f"Fallback in use: {model.info.fallback_reason}")
+        st.warning(f"Fallback in use: {ui.escape_markdown(model.info.fallback_reason)}")
     st.caption(f"Weights: `{model.path}` · {model.num_layers} layers × {model.num_heads} heads · "
                f"identity `{model.info.identity[:24]}…`")
 st.markdown(f"**Device:** {'CUDA GPU' if device.startswith('cuda') else 'CPU'} (`{device}`)"

@@ -33,29 +33,30 @@ uploads = st.file_uploader(
     "Documents", accept_multiple_files=True, key="uploader",
     help=f"Several files at once: {', '.join('.' + t for t in ui.UPLOAD_TYPES)}. "
          "A file that cannot be read is reported here and never stops the others.")
+state = ui.state()
 new_docs, _ = ui.ingest_uploads(uploads)
 if new_docs:  # open the first new upload; the earlier documents and their results stay in the picker
-    st.session_state[ui.SELECTED] = new_docs[0].sha256
-for name, message in st.session_state[ui.ERRORS]:
+    state.selected = new_docs[0].sha256
+for name, message in state.errors:
     st.error(f"**{md(name)}** — {md(message)}", icon=":material/error:")
 
 documents = ui.session_documents()
 if not documents:
     st.info("Upload one or more documents (Japanese or English), or open the demo documents from Home.")
     ui.sync_query_params()
-    ui.current_model()  # load it now, while the reviewer picks files (the page above is already shown)
+    ui.current_reader()  # load it now, while the reviewer picks files (the page above is already shown)
     st.stop()
 
 by_sha = {d.sha256: d for d in documents}
 shas = list(by_sha)
-if st.session_state[ui.SELECTED] not in by_sha:
-    st.session_state[ui.SELECTED] = shas[-1]
-# ui.SELECTED is the truth (Batch's "Open in Screen" and share links set it); the picker follows it
-st.session_state["screen.picker"] = st.session_state[ui.SELECTED]
+if state.selected not in by_sha:
+    state.selected = shas[-1]
+# state.selected is the truth (Batch's "Open in Screen", the claim chart and share links set it)
+st.session_state["screen.picker"] = state.selected
 
 
 def picked() -> None:
-    st.session_state[ui.SELECTED] = st.session_state["screen.picker"]
+    state.selected = st.session_state["screen.picker"]
 
 
 c_pick, c_lang, c_top, c_find = st.columns([4, 2, 2, 3])
@@ -64,7 +65,7 @@ selected = c_pick.selectbox(
     format_func=lambda sha: f"{by_sha[sha].name} · {by_sha[sha].chars:,} chars")
 
 detected = (ui.library().get_document(selected) or by_sha[selected]).language
-overrides: dict = st.session_state[ui.LANG_OVERRIDE]
+overrides: dict = state.lang_override
 lang_key = f"screen.lang.{selected}"
 if lang_key not in st.session_state:
     st.session_state[lang_key] = overrides.get(selected, "auto")
@@ -78,24 +79,24 @@ else:
     overrides[selected] = lang
 
 if "screen.top" not in st.session_state:
-    st.session_state["screen.top"] = int(st.session_state[ui.TOP_PERCENT])
-st.session_state[ui.TOP_PERCENT] = c_top.slider(
+    st.session_state["screen.top"] = int(state.top_percent)
+state.top_percent = c_top.slider(
     "Shade the top % of words", 1, 100, key="screen.top",
     help="Words above this percentile of attention are shaded; darker means more attention.")
-top_percent = st.session_state[ui.TOP_PERCENT]
+top_percent = state.top_percent
 find = c_find.text_input("Find in document", key="screen.find", placeholder="word or phrase")
 
 documents = ui.session_documents()  # again: the language override may have changed one
 by_sha = {d.sha256: d for d in documents}
 doc = by_sha[selected]
-model = ui.current_model()
-settings = ui.settings()
+reader = ui.current_reader()
+model = reader.model if reader is not None else None
 
 query, element = None, None
-if model is not None:
-    with st.expander("Read for a claim or query", expanded=st.session_state.get(ui.QUERY) is not None,
+if reader is not None:
+    with st.expander("Read for a claim or query", expanded="screen" in state.queries,
                      icon=":material/manage_search:"):
-        query = ui.query_editor(documents, model, key="screen")
+        query = ui.query_editor(documents, reader, page="screen", open_sha=selected)
         if query is not None:
             views = [SALIENT, FOR_QUERY] + [f"element {i + 1}: {e[:60]}" for i, e in enumerate(query.elements)]
             view = st.radio("Highlight", range(len(views)), format_func=lambda i: views[i], horizontal=True,
@@ -114,7 +115,7 @@ progress_area = st.container()  # analysis progress shows here, above the docume
 
 def analyse(d: ac.Document, where) -> ac.AnalysisResult | None:
     try:
-        return ui.analyze(d, model, settings, container=where)
+        return ui.read(d, reader, container=where)
     except ac.ChumokuError as exc:
         where.error(f"**{md(d.name)}** — {md(exc.message)}", icon=":material/error:")
     except Exception:  # noqa: BLE001 - logged for the operator; the reviewer sees a sentence
@@ -132,21 +133,31 @@ def html_block(fragment: str) -> None:
 
 
 result = None
-if model is None:
+run_key = ("screen", doc.sha256)
+if reader is None:
     st.error("No model is loaded: pick another one in the sidebar.", icon=":material/error:")
-elif (result := ui.cached_result(doc, model, settings)) is None:
-    with progress_area.status(f"Analysing {md(doc.name)}…", expanded=True) as status:
-        result = analyse(doc, status)
-        if result is not None:
-            status.update(label=f"Analysed {md(doc.name)}: {len(result.chunks)} chunks in {result.seconds:.1f} s "
-                                f"({result.cached_chunks} from the cache)", state="complete", expanded=False)
-        else:
-            status.update(label=f"{md(doc.name)} could not be analysed", state="error")
-salient = result
+elif (result := ui.cached_result(doc, reader)) is None:
+    if run_key in state.stopped:
+        progress_area.info(f"You stopped the analysis of {md(doc.name)}. Finished chunks are kept: resuming "
+                           f"continues from there.", icon=":material/pause_circle:")
+        if progress_area.button("Resume the analysis", key="screen.resume", icon=":material/play_arrow:"):
+            state.stopped.discard(run_key)
+            st.rerun()
+    else:
+        progress_area.button("Stop", key="screen.stop", icon=":material/stop_circle:",
+                             on_click=state.stopped.add, args=(run_key,),
+                             help="Stops after the current batch; finished chunks stay cached.")
+        with progress_area.status(f"Analysing {md(doc.name)}…", expanded=True) as status:
+            result = analyse(doc, status)
+            if result is not None:
+                status.update(label=f"Analysed {md(doc.name)}: {len(result.chunks)} chunks in {result.seconds:.1f} s "
+                                    f"({result.cached_chunks} from the cache)", state="complete", expanded=False)
+            else:
+                status.update(label=f"{md(doc.name)} could not be analysed", state="error")
 if result is not None and query is not None:
     result = None
     try:
-        result = ui.guided(doc, model, query, element, container=progress_area)
+        result = ui.read(doc, reader, query, element, container=progress_area, what="query × chunk passes")
     except ac.ChumokuError as exc:
         st.error(md(exc.message), icon=":material/error:")
 
@@ -173,8 +184,10 @@ if result is not None:
 
     if query is not None:
         what = "the whole query" if element is None else f"element {element + 1} ({md(query.elements[element][:80])})"
-        st.info(f"Shaded and ranked **for {what}**: each word's score is the attention the query pays it, relative to "
-                f"the attention the document's own tokens pay it (last layer, heads averaged).",
+        ranking = ("by relevance to it (keywords and meaning, per claim element)"
+                   if result.query is not None and result.query.ranking == "relevance" else "by the query's attention")
+        st.info(f"Passages are ranked **for {what}** {ranking}. Words are shaded by the attention the query pays "
+                f"them, relative to the attention the document's own tokens pay them (last layer, heads averaged).",
                 icon=":material/manage_search:")
     badge = st.empty()  # filled after the document is on screen: the deletion test takes a few seconds
 
@@ -206,7 +219,7 @@ if result is not None:
                            on_click="ignore", key="screen.dl.json", icon=":material/download:")
 
     with badge.container():
-        ui.faithfulness_badge(result, model)
+        ui.faithfulness_badge(result, reader)
 
 # ---- share link -----------------------------------------------------------------------------------------
 ui.sync_query_params()
@@ -216,8 +229,9 @@ with st.expander("Share this view"):
     st.code(ui.share_url(), language=None)
 
 # ---- the session's other documents ----------------------------------------------------------------------
-if model is not None:
-    pending = [d for d in documents if d.sha256 != selected and ui.cached_result(d, model, settings) is None]
+if reader is not None:
+    pending = [d for d in documents if d.sha256 != selected and ui.cached_result(d, reader) is None
+               and ("screen", d.sha256) not in state.stopped]
     if pending:
         with progress_area.status(f"Analysing {len(pending)} more document{'s' if len(pending) > 1 else ''}…",
                                   expanded=True) as status:

@@ -23,10 +23,10 @@ def _fresh_caches():
     from pages import _common as ui
 
     st.cache_data.clear()
-    ui.clear_memo()
+    ui.get_reader(ac.DEFAULT_MODEL_ID).clear(include_store=False)
     yield
     st.cache_data.clear()
-    ui.clear_memo()
+    ui.get_reader(ac.DEFAULT_MODEL_ID).clear(include_store=False)
 
 
 def seeded_app(*docs: ac.Document) -> AppTest:
@@ -35,8 +35,9 @@ def seeded_app(*docs: ac.Document) -> AppTest:
         default_library().save_document(d)
     at = AppTest.from_file(DASHBOARD, default_timeout=TIMEOUT)
     if docs:
-        at.session_state["chumoku.docs"] = [d.sha256 for d in docs]
-        at.session_state["chumoku.selected"] = docs[0].sha256
+        from pages import _common as ui
+
+        at.session_state["chumoku"] = ui.SessionState(docs=[d.sha256 for d in docs], selected=docs[0].sha256)
     at.run()
     assert not at.exception, at.exception
     return at
@@ -146,7 +147,7 @@ def test_batch_screening_marks_and_export():
     at.selectbox(key="batch.pick").set_value(shas[0]).run()
     at.button(key="batch.open").click().run()
     assert not at.exception, at.exception
-    assert at.session_state["chumoku.selected"] == shas[0]
+    assert at.session_state["chumoku"].selected == shas[0]
     assert not any("Batch screening" in t.value for t in at.title)  # we left the Batch page
     assert "batch_uploader" not in [u.key for u in at.get("file_uploader")]
 

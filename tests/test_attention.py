@@ -58,7 +58,7 @@ def test_capture_agrees_with_eager_attention(en_bert, method):
     elif method == "max":
         ref = a_last.max(0).values
     else:
-        ref = rollout([l.mean(0) for l in layers])[0]
+        ref = rollout([lay.mean(0) for lay in layers])[0]
     ref = ref[1:-1]  # drop [CLS] and [SEP], renormalise
     ref = (ref / ref.sum()).numpy()
     assert got.shape == ref.shape
@@ -83,7 +83,7 @@ def test_layer_and_head_choices(en_bert):
     ref = layers[0][2].mean(0)[1:-1]
     np.testing.assert_allclose(out[0].scores, (ref / ref.sum()).numpy(), rtol=1e-4, atol=1e-6)
     out, _ = run_batch(en_bert, prepared, prepared.chunks, Settings(layer="all", head="max"))
-    ref = torch.stack([l.max(0).values.mean(0) for l in layers]).mean(0)[1:-1]
+    ref = torch.stack([lay.max(0).values.mean(0) for lay in layers]).mean(0)[1:-1]
     np.testing.assert_allclose(out[0].scores, (ref / ref.sum()).numpy(), rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError):
         run_batch(en_bert, prepared, prepared.chunks, Settings(layer=7))

@@ -7,7 +7,6 @@ Screen page on the bundled US 8,930,553 sample is refreshed in docs/screen.png f
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import EN_TEXT
 
 from attn_core import QueryError, ResultStore, analyze, document_from_text
 from attn_core.alignment import tokenize_with_spans
 from attn_core.claims import make_query
-from attn_core.guided import (GUIDED_METHOD, QUERY_SHARE, guided_analyze, guided_elements, pair_layout,
-                              plan_query)
-from conftest import EN_TEXT
+from attn_core.guided import GUIDED_METHOD, QUERY_SHARE, guided_analyze, guided_elements, pair_layout, plan_query
 
 LONG_CLAIM = ("A network system comprising: a server that receives a request from a client and forwards it to a "
               "backup server; a cluster that stores the dialog state of every session; a tunnel that carries "
@@ -65,7 +64,7 @@ def test_query_budget_respected_and_every_token_scored(request, fixture):
     assert len(result.tokens) == n_tokens and all(t.score > 0 for t in result.tokens)
     assert len(result.words) > 0 and all(0.0 <= w.score <= 1.0 for w in result.words)
     assert result.settings.method == GUIDED_METHOD
-    q = result.extra["query"]
+    q = result.query.to_json()
     assert q["mode"] == "elements" and q["combine"] == "max" and q["elements"] == list(make_query(LONG_CLAIM).elements)
     assert sorted(p.rank for p in result.passages) == list(range(1, len(result.passages) + 1))
 
@@ -89,7 +88,7 @@ def test_guided_chunks_are_cached_per_query(en_bert, tmp_path):
     doc = _doc()
     q = make_query(LONG_CLAIM)
     first = guided_analyze(doc, en_bert, q, store=store)
-    n = len(first.chunks) * len(first.extra["query"]["passes"])
+    n = len(first.chunks) * len(first.query.passes)
     assert first.cached_chunks == 0 and 0 < store.count("guided") <= n  # repeated chunks share an entry
     rec = InputRecorder(en_bert)
     try:
@@ -99,7 +98,7 @@ def test_guided_chunks_are_cached_per_query(en_bert, tmp_path):
         rec.close()
     assert rec.lengths == [] and again.cached_chunks == n
     assert [w.raw for w in again.words] == pytest.approx([w.raw for w in first.words], abs=1e-5)
-    assert one.extra["query"]["mode"] == "element" and one.extra["query"]["passes"] == [q.elements[2]]
+    assert one.query.mode == "element" and one.query.passes == (q.elements[2],)
     other = guided_analyze(doc, en_bert, "a different query about routers", store=store)
     assert other.cached_chunks == 0
 
@@ -108,7 +107,7 @@ def test_per_element_results(en_bert):
     q = make_query(LONG_CLAIM)
     results = guided_elements(_doc(), en_bert, q, use_store=False)
     assert len(results) == len(q.elements)
-    assert [r.extra["query"]["element"] for r in results] == list(range(len(q.elements)))
+    assert [r.query.element for r in results] == list(range(len(q.elements)))
     raws = [np.array([w.raw for w in r.words]) for r in results]
     assert not np.allclose(raws[0], raws[1])
 
@@ -127,7 +126,7 @@ def test_japanese_guided_on_a_slow_tokenizer(ja_bert):
 
     doc = document_from_text(JA_TEXT * 3, "ja.txt", "ja")
     r = guided_analyze(doc, ja_bert, "カテーテルは血管に挿入される", use_store=False)
-    assert r.words and all(t.score > 0 for t in r.tokens) and r.extra["query"]["mode"] == "whole"
+    assert r.words and all(t.score > 0 for t in r.tokens) and r.query.mode == "whole"
 
 
 # ------------------------------------------------------------------ real model

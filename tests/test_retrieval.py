@@ -9,13 +9,21 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import EN_TEXT
 
 from attn_core import QueryError, ResultStore, document_from_text, ingest_path
+from attn_core.alignment import tokenize_texts
 from attn_core.analysis import special_affixes
 from attn_core.claims import extract_claims, make_query, without_claims
-from attn_core.retrieval import (_tokenize_many, claim_chart_csv, claim_chart_rows, document_score, embed_token_ids,
-                                 index_documents, rank_documents, to_json)
-from conftest import EN_TEXT
+from attn_core.retrieval import (
+    claim_chart_csv,
+    claim_chart_rows,
+    document_score,
+    embed_token_ids,
+    index_documents,
+    rank_documents,
+    to_json,
+)
 
 DOCS = [
     ("sip.txt", "A server receives a request from a client.\n\nThe cluster stores the dialog state.\n\n"
@@ -48,7 +56,7 @@ class ForwardCounter:
 
 
 def test_mean_pooling_matches_a_direct_forward(en_bert):
-    ids = _tokenize_many(en_bert, ["the proxy inspects the header"])[0]
+    ids = tokenize_texts(en_bert.tokenizer, ["the proxy inspects the header"])[0]
     pre, suf = special_affixes(en_bert)
     vec = embed_token_ids(en_bert, [ids])[0]
     with torch.inference_mode():
@@ -60,7 +68,7 @@ def test_mean_pooling_matches_a_direct_forward(en_bert):
 
 
 def test_long_passage_is_windowed_not_truncated(en_bert):
-    ids = _tokenize_many(en_bert, [EN_TEXT * 3])[0]
+    ids = tokenize_texts(en_bert.tokenizer, [EN_TEXT * 3])[0]
     assert len(ids) > en_bert.info.max_tokens  # longer than the model's window (64)
     counter = ForwardCounter(en_bert)
     try:

@@ -1,0 +1,222 @@
+"""The Reader: one object that decides and caches a reading, for the CLI and every page.
+
+In the spirit of transformers' `Pipeline`, a Reader owns the loaded model (with its tokenizer and device),
+the default settings checked once against that model, the result store and one in-memory memo. The front
+ends only say *what* to read (a document, optionally a query or one claim element) and show the result;
+the Reader decides how: plain attention or query-guided, which cache answers, how progress is reported
+and when a reviewer's Cancel stops the work.
+
+The memo is shared by every caller of the Reader (the dashboard keeps one Reader per model for all
+sessions), so it never hands a result to a caller under another upload's file name: a hit is re-labelled
+with the caller's own `Document`.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import replace
+from typing import Any, Hashable, Sequence
+
+from .analysis import ChunkAttention, analyze, chunk_attention, clear_preprocess_memo, preprocess
+from .attention import HEAD_CHOICES, LAYER_CHOICES, METHODS
+from .cache import ResultStore, default_store
+from .claims import Query, make_query
+from .document import Document
+from .errors import SettingsError
+from .faithfulness import Faithfulness, measure_faithfulness
+from .guided import guided_analyze
+from .models import LoadedModel, load_model
+from .progress import Cancel, Progress
+from .results import AnalysisResult, Method, Settings
+from .retrieval import RankedDocument, check_query, rank_documents
+
+MEMO_ENTRIES = 64
+MIN_CHUNK_TOKENS = 16
+
+
+def _index(value: Any, count: int, named: tuple[str, ...], what: str) -> str | int:
+    """A layer or head: one of `named`, or an index in [-count, count) given as int or digits."""
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v in named:
+            return v
+        if v.lstrip("-").isdigit() and len(v) <= 6:
+            value = int(v)
+    if isinstance(value, int) and not isinstance(value, bool) and -count <= value < count:
+        return value
+    shown = str(value)[:20]
+    raise SettingsError(f"{what} {shown!r} does not exist: this model has {count} {what}s "
+                        f"(use {', '.join(named)}, or an index from 0 to {count - 1})")
+
+
+def validate_settings(model: LoadedModel, settings: Settings) -> Settings:
+    """The settings with every value checked against this model; SettingsError says what to use instead."""
+    try:
+        method = Method(str(settings.method).strip().lower())
+    except ValueError:
+        method = None
+    if method is None or method not in METHODS:
+        raise SettingsError(f"unknown method {str(settings.method)[:20]!r}: use one of {', '.join(METHODS)}")
+    layer = _index(settings.layer, model.num_layers, LAYER_CHOICES, "layer")
+    head = _index(settings.head, model.num_heads, HEAD_CHOICES, "head")
+    budget = model.info.max_tokens
+    chunk_tokens = settings.chunk_tokens
+    if chunk_tokens is not None and (isinstance(chunk_tokens, bool) or not isinstance(chunk_tokens, int)
+                                     or not MIN_CHUNK_TOKENS <= chunk_tokens <= budget):
+        raise SettingsError(f"chunk size {str(chunk_tokens)[:20]!r} is not possible: this model reads "
+                            f"{MIN_CHUNK_TOKENS}–{budget} tokens at a time")
+    window = chunk_tokens or budget
+    overlap = settings.overlap
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap <= window // 2:
+        raise SettingsError(f"overlap {str(overlap)[:20]!r} is not possible: use 0–{window // 2} tokens "
+                            f"(at most half of a {window}-token window)")
+    return replace(settings, method=method, layer=layer, head=head)
+
+
+class Reader:
+    """A model ready to read documents with validated settings, a result store and a memo.
+
+    Thread-safe: the dashboard shares one Reader per model between sessions (the model is used
+    read-only; attention captures are per thread).
+    """
+
+    def __init__(self, model: LoadedModel, settings: Settings | None = None, *, store: ResultStore | None = None,
+                 use_store: bool = True, memo_entries: int = MEMO_ENTRIES) -> None:
+        self.model = model
+        self.settings = validate_settings(model, settings or Settings())
+        self._store, self._use_store = store, use_store
+        self._memo: OrderedDict[Hashable, Any] = OrderedDict()
+        self._memo_entries = memo_entries
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, model_id: str | None = None, settings: Settings | None = None, **kw: Any) -> "Reader":
+        """Load a hub id or folder (offline default when None) and wrap it; ModelLoadError on failure."""
+        return cls(load_model(model_id), settings, **kw)
+
+    @property
+    def store(self) -> ResultStore | None:
+        """The given store, else the data directory's default one, looked up at each use (so it follows
+        CHUMOKU_DATA_DIR), or None when caching on disk was turned off."""
+        if self._store is not None:
+            return self._store
+        return default_store() if self._use_store else None
+
+    # ---- settings ---------------------------------------------------------------------------------------
+    def check(self, settings: Settings | None = None) -> Settings:
+        """`settings` validated for this model (the Reader's own when None)."""
+        return self.settings if settings is None else validate_settings(self.model, settings)
+
+    def check_query(self, query: Query | str) -> Query:
+        """A query this model can read; QueryError for an empty one or one with no known word."""
+        return check_query(self.model, make_query(query) if isinstance(query, str) else query)
+
+    # ---- memo ------------------------------------------------------------------------------------------
+    def _memo_get(self, key: Hashable) -> Any:
+        with self._lock:
+            if key in self._memo:
+                self._memo.move_to_end(key)
+                return self._memo[key]
+        return None
+
+    def _memo_put(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self._memo[key] = value
+            while len(self._memo) > self._memo_entries:
+                self._memo.popitem(last=False)
+
+    @staticmethod
+    def _read_key(document: Document, settings: Settings, query: Query | None, element: int | None) -> tuple:
+        q = None if query is None else (query.text, tuple(query.elements), element)
+        return ("read", document.sha256, document.language, len(document.text), settings.key(), q)
+
+    @staticmethod
+    def _as(result: AnalysisResult, document: Document) -> AnalysisResult:
+        """The memoised result under the caller's own document (its file name, notes)."""
+        return result if result.document is document or result.document == document else replace(result, document=document)
+
+    # ---- operations ------------------------------------------------------------------------------------
+    def cached(self, document: Document, query: Query | None = None, element: int | None = None,
+               settings: Settings | None = None) -> AnalysisResult | None:
+        """The result if this process already has it in memory (no model run, no disk)."""
+        hit = self._memo_get(self._read_key(document, self.check(settings), query, element))
+        return None if hit is None else self._as(hit, document)
+
+    def read(self, document: Document, query: Query | str | None = None, element: int | None = None, *,
+             settings: Settings | None = None, progress: Progress | None = None,
+             cancel: Cancel | None = None) -> AnalysisResult:
+        """Word and passage scores of a document: its own attention, or, with a query, what the query
+        attends to in it (`element` picks one claim element). Cached in memory and per chunk on disk."""
+        s = self.check(settings)
+        q = self.check_query(query) if query is not None else None
+        key = self._read_key(document, s, q, element)
+        hit = self._memo_get(key)
+        if hit is not None:
+            return self._as(hit, document)
+        if q is None:
+            result = analyze(document, self.model, s, progress=progress, store=self.store, use_store=False,
+                             cancel=cancel)
+        else:
+            result = guided_analyze(document, self.model, q, element=element, settings=s, store=self.store,
+                                    use_store=False, progress=progress, cancel=cancel)
+        self._memo_put(key, result)
+        return result
+
+    def rank(self, query: Query | str, documents: Sequence[Document], *, progress: Progress | None = None,
+             cancel: Cancel | None = None, top_passages: int = 5) -> list[RankedDocument]:
+        """Documents best first against a claim or query, each element's best passage per document."""
+        q = self.check_query(query)
+        key = ("rank", q.text, tuple(q.elements), tuple((d.sha256, d.language, len(d.text)) for d in documents),
+               top_passages)
+        ranked = self._memo_get(key)
+        if ranked is None:
+            ranked = rank_documents(q, documents, self.model, store=self.store, use_store=False, progress=progress,
+                                    cancel=cancel, top_passages=top_passages)
+            self._memo_put(key, ranked)
+        by_sha = {d.sha256: d for d in documents}
+        return [replace(r, document=by_sha.get(r.document.sha256, r.document)) for r in ranked]
+
+    def faithfulness(self, result: AnalysisResult, *, progress: Progress | None = None,
+                     cancel: Cancel | None = None) -> Faithfulness:
+        """The deletion test behind the badge (bounded cost; cached in the store)."""
+        return measure_faithfulness(result, self.model, store=self.store, use_store=False, progress=progress,
+                                    cancel=cancel)
+
+    def with_faithfulness(self, result: AnalysisResult, **kw: Any) -> AnalysisResult:
+        """The result with its faithfulness figure attached (exports and the CLI carry it)."""
+        return replace(result, faithfulness=self.faithfulness(result, **kw))
+
+    def chunk_attention(self, document: Document, chunk: int, settings: Settings | None = None) -> ChunkAttention:
+        """Every layer and head of one chunk, for the Explorer."""
+        s = self.check(settings)
+        key = ("chunk", document.sha256, document.language, len(document.text), s.chunk_tokens, s.overlap, chunk)
+        hit = self._memo_get(key)
+        if hit is None:
+            hit = chunk_attention(document, self.model, chunk, s)
+            self._memo_put(key, hit)
+        return hit
+
+    def chunk_spans(self, document: Document, settings: Settings | None = None) -> list[tuple[int, int]]:
+        """Character span of each chunk (no model run): for choosing a chunk to explore."""
+        prepared = preprocess(document, self.model, self.check(settings))
+        spans = prepared.tokenized.spans
+        return [(spans[c.start][0], spans[c.end - 1][1]) if c.end > c.start else (0, 0) for c in prepared.chunks]
+
+    def clear(self, *, include_store: bool = True) -> dict[str, int]:
+        """Empty every cache this Reader reaches: its memo, the tokenisation memo and (unless told
+        otherwise) the result store on disk."""
+        with self._lock:
+            memo = len(self._memo)
+            self._memo.clear()
+        clear_preprocess_memo()
+        stored = 0
+        store = self.store
+        if include_store and store is not None:
+            stored = store.count()
+            store.clear()
+        return {"memo": memo, "stored": stored}
+
+    def memo_size(self) -> int:
+        """How many readings, rankings and chunk views this Reader holds in memory."""
+        with self._lock:
+            return len(self._memo)
