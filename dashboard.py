@@ -8,13 +8,14 @@ from __future__ import annotations
 import streamlit as st
 
 import attn_core as ac
+from attn_core.models import AUTO_MODEL_ID
 from attn_core.samples import SAMPLES, sample_documents
 from pages import _common as ui
 
 st.set_page_config(page_title="Chumoku · where to read first", page_icon="注", layout="wide")
 ui.init_state()
 
-MODEL_CHOICES = [m.id for m in ac.RECOMMENDED_MODELS]
+MODEL_CHOICES = [AUTO_MODEL_ID] + [m.id for m in ac.RECOMMENDED_MODELS]
 CUSTOM = "Other (hub id or local folder)…"
 
 
@@ -26,8 +27,10 @@ def sidebar():
         current = state.model_id
         options = MODEL_CHOICES + [CUSTOM]
         choice = st.selectbox("Model", options, index=options.index(current) if current in options else len(options) - 1, key="sidebar.model",
-                              help="The offline default works without network; hub models need the network "
-                                   "or a local copy (see Models & cache).")
+                              help="Automatic: Japanese documents are read with multilingual-e5-small and English "
+                                   "ones with all-MiniLM-L6-v2 (both offline; e5 is converted on first use, a few "
+                                   "seconds); a ranking that mixes languages uses the multilingual one. Hub "
+                                   "models need the network or a local copy (see Models & cache).")
         if choice == CUSTOM:
             typed = st.text_input("Hub id or local folder", value="" if current in MODEL_CHOICES else current,
                                   key="sidebar.custom_model")
@@ -76,7 +79,7 @@ HOME = st.Page(home, title="Home", icon=":material/home:", default=True)
 
 PAGES = [HOME, SCREEN, EXPLORER, BATCH, MODELS]
 ui.state().model_slot = sidebar()
-ui.state().reader_loaded = False  # this run has not asked for the model yet
+ui.state().readers = {}  # this run has not asked for a model yet
 navigation = st.navigation(PAGES)
 if (route := st.query_params.get(ui.ROUTE_PARAM)) is not None:  # finish ui.ensure_navigation's detour
     params = {k: v for k, v in st.query_params.to_dict().items() if k != ui.ROUTE_PARAM}

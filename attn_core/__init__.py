@@ -27,7 +27,18 @@ from .faithfulness import Faithfulness, measure_faithfulness
 from .guided import guided_analyze, guided_elements
 from .ingest import SUPPORTED_EXTENSIONS, IngestLimits, ingest_bytes, ingest_path, nfkc_with_map
 from .language import detect_language
-from .models import DEFAULT_MODEL_ID, RECOMMENDED_MODELS, LoadedModel, RecommendedModel, load_model, recommended_for
+from .models import (
+    AUTO_MODEL_ID,
+    DEFAULT_MODEL_ID,
+    MULTILINGUAL_MODEL_ID,
+    RECOMMENDED_MODELS,
+    LoadedModel,
+    RecommendedModel,
+    default_model_for,
+    load_model,
+    recommended_for,
+    resolve_model_id,
+)
 from .progress import Cancel, Progress
 from .reader import Reader, validate_settings
 from .results import (
@@ -48,6 +59,8 @@ from .retrieval import (
                      PassageIndex,
                      RankedDocument,
                      RankedPassage,
+                     chart_column,
+                     claim_chart_cells,
                      claim_chart_csv,
                      claim_chart_rows,
                      index_documents,
@@ -67,5 +80,6 @@ __all__ = [
     "guided_elements", "ElementMatch", "PassageIndex", "RankedDocument", "RankedPassage", "claim_chart_csv",
     "claim_chart_rows", "index_documents", "rank_documents", "Faithfulness", "measure_faithfulness",
     "CancelledError", "SettingsError", "Cancel", "Progress", "Reader", "validate_settings", "Method", "ModelKind",
-    "QueryMode", "QueryRun",
+    "QueryMode", "QueryRun", "chart_column", "claim_chart_cells", "AUTO_MODEL_ID", "MULTILINGUAL_MODEL_ID",
+    "default_model_for", "resolve_model_id",
 ]

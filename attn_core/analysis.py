@@ -25,7 +25,9 @@ from .models import LoadedModel
 from .progress import Cancel, Progress, report
 from .results import AnalysisResult, ChunkInfo, Method, ModelKind, Settings, TokenScore
 from .scoring import rank_passages, stitch, word_scores
+from .sections import READ_FIRST_WEIGHT, classify_passages, duplicate_passages, is_patent
 from .segment import boundary_offsets, passage_spans, word_spans
+from .stopwords import is_unshaded_word
 
 ENGINE_VERSION = "1"  # bump when reductions change: old cache entries stop matching
 
@@ -61,8 +63,30 @@ class ChunkOutput:
 
 
 # ----------------------------------------------------------------------------------------------- preprocess
-def special_affixes(model: LoadedModel) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The ids a model wraps around a sequence, found by tokenising a probe with and without them."""
+def passage_prefix_ids(model: LoadedModel) -> tuple[int, ...]:
+    """The ids of the model's passage prefix ("passage: " for e5), as they stand before a text.
+
+    Taken as the difference between tokenising prefix + probe and the probe alone, so a SentencePiece
+    tokenizer gives "▁passage", ":" -- what e5 saw in training -- and not the stray "▁" piece that the
+    prefix's trailing space gives when tokenised on its own."""
+    text = model.info.passage_prefix
+    if not text:
+        return ()
+    tok = model.tokenizer
+    probe = tok("x", add_special_tokens=False)["input_ids"]
+    joined = tok(text + "x", add_special_tokens=False)["input_ids"]
+    if probe and len(joined) > len(probe) and joined[-len(probe):] == probe:
+        return tuple(joined[:-len(probe)])
+    return tuple(tok(text.rstrip(), add_special_tokens=False)["input_ids"])
+
+
+def special_affixes(model: LoadedModel, passage: bool = True) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The ids a model wraps around a sequence, found by tokenising a probe with and without them.
+
+    `passage`: include the model's passage prefix ("passage: " for e5) after its own specials — a document
+    is always read as a passage; a query is embedded without it (its own prefix is part of its text).
+    Like [CLS], the prefix tokens stand outside the chunk: they are never shaded, and the chunk budget
+    (max_tokens minus both affixes) leaves room for them."""
     tok = model.tokenizer
     bare = tok("x", add_special_tokens=False)["input_ids"]
     full = tok("x", add_special_tokens=True)["input_ids"]
@@ -74,6 +98,8 @@ def special_affixes(model: LoadedModel) -> tuple[tuple[int, ...], tuple[int, ...
             break
     if model.kind == ModelKind.CAUSAL and not prefix and tok.bos_token_id is not None:
         prefix = (tok.bos_token_id,)  # a BOS sink in every window keeps the first real token honest
+    if passage:
+        prefix += passage_prefix_ids(model)
     return prefix, suffix
 
 
@@ -201,10 +227,18 @@ def postprocess(document: Document, model: LoadedModel, settings: Settings, prep
     token_scores, owner = stitch(len(tok.ids), prepared.chunks, [o.scores for o in outputs])
     tokens = [TokenScore(t, s, e, v, o, u)
               for t, (s, e), v, o, u in zip(tok.tokens, tok.spans, token_scores.tolist(), owner.tolist(), tok.unk)]
-    words = word_scores(document.text, word_spans(document.text, document.language), tok.spans, token_scores)
-    spans = [(p.start, p.end, p.label, p.page) for p in passage_spans(document.text, document.language,
-                                                                          document.paragraphs)]
-    passages = rank_passages(spans, words)
+    text, language = document.text, document.language
+    w_spans = word_spans(text, language)
+    unshaded = [is_unshaded_word(text[s:e], language) for s, e in w_spans]
+    words = word_scores(text, w_spans, tok.spans, token_scores, unshaded)
+    p_spans = passage_spans(text, language, document.paragraphs)
+    spans = [(p.start, p.end, p.label, p.page) for p in p_spans]
+    if is_patent(text):  # read summary, independent claims and main embodiment first (sections.py)
+        bounds = [(p.start, p.end) for p in p_spans]
+        passages = rank_passages(spans, words, classify_passages(text, bounds), READ_FIRST_WEIGHT,
+                                 duplicate_passages(text, bounds))
+    else:
+        passages = rank_passages(spans, words)
     id2label = getattr(model.model.config, "id2label", None) or {}
     chunk_infos, label, probability = [], None, None
     doc_probs = None

@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     an = sub.add_parser("analyze", help="score every word and passage of each document")
     an.add_argument("paths", nargs="+", metavar="PATH")
-    an.add_argument("--model", default=None, help="hub id or local folder (default: the offline MiniLM)")
+    an.add_argument("--model", default=None, help="hub id or local folder (default: by language — Japanese: "
+                                                  "the offline multilingual-e5-small, English: the offline MiniLM)")
     an.add_argument("--method", default=str(Settings().method), choices=METHOD_NAMES)
     an.add_argument("--layer", default="last", help="last | all | layer index")
     an.add_argument("--head", default="mean", help="mean | max | head index")
@@ -48,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     rk = sub.add_parser("rank", help="rank documents against a query or claim (passage embeddings, cached)")
     rk.add_argument("paths", nargs="+", metavar="PATH")
     _add_query_options(rk, required=True)
-    rk.add_argument("--model", default=None, help="hub id or local folder (default: the offline MiniLM)")
+    rk.add_argument("--model", default=None, help="hub id or local folder (default: the offline multilingual "
+                                                  "model when the query or a document is Japanese, else MiniLM)")
     rk.add_argument("--format", default="json", choices=("json", "csv"),
                     help="json: ranked documents; csv: the claim chart (element x document)")
     rk.add_argument("--out", default=None, metavar="DIR", help="write DIR/ranking.<format>")
@@ -99,16 +101,29 @@ def _check_path(path: str, what: str) -> None:
         raise UsageError(f"{what}: the path contains a NUL byte")
 
 
-def _reader(args: argparse.Namespace) -> "Reader":
-    from .reader import Reader
-    from .results import Settings
+class Readers:
+    """One Reader per model, loaded on first use: without --model each document is read with the default
+    for its language (Japanese: the multilingual model; English: MiniLM)."""
 
-    settings = Settings(method=getattr(args, "method", "received"), layer=getattr(args, "layer", "last"),
-                        head=getattr(args, "head", "mean"))
-    reader = Reader.load(args.model, settings)
-    if reader.model.info.fallback_reason:
-        print(f"warning: {reader.model.info.fallback_reason}", file=sys.stderr)
-    return reader
+    def __init__(self, args: argparse.Namespace) -> None:
+        from .results import Settings
+
+        self.requested = args.model
+        self.settings = Settings(method=getattr(args, "method", "received"), layer=getattr(args, "layer", "last"),
+                                 head=getattr(args, "head", "mean"))
+        self._readers: dict[str, "Reader"] = {}
+
+    def for_languages(self, languages: Sequence[str]) -> "Reader":
+        from .models import resolve_model_id
+        from .reader import Reader
+
+        model_id = resolve_model_id(self.requested, list(languages))
+        if model_id not in self._readers:
+            reader = Reader.load(model_id, self.settings)
+            if reader.model.info.fallback_reason:
+                print(f"warning: {reader.model.info.fallback_reason}", file=sys.stderr)
+            self._readers[model_id] = reader
+        return self._readers[model_id]
 
 
 def _ingest(path: str, language: str | None):
@@ -138,15 +153,16 @@ def _write(text: str, out_dir: Path | None, target: Path | None) -> None:
 def cmd_analyze(args: argparse.Namespace) -> int:
     query = _read_query(args)  # an empty query is refused before any model is loaded
     out_dir = prepare_out_dir(args.out)
-    reader = _reader(args)
-    if query is not None:
-        query = reader.check_query(query)
+    readers = Readers(args)
+    if query is not None:  # a query no model can read is refused before any document is read
+        query = readers.for_languages([query.language]).check_query(query)
     status, used = 0, set()
     for path in args.paths:
         doc = _ingest(path, args.language)
         if doc is None:
             status = 2
             continue
+        reader = readers.for_languages([doc.language] + ([query.language] if query is not None else []))
 
         def progress(done: int, total: int, _name: str = doc.name) -> None:
             if not args.quiet:
@@ -197,10 +213,11 @@ def cmd_rank(args: argparse.Namespace) -> int:
     if args.top_passages < 1:
         raise UsageError("--top-passages must be at least 1")
     out_dir = prepare_out_dir(args.out)
-    reader = _reader(args)
-    query = reader.check_query(query)
     docs = [_ingest(path, args.language) for path in args.paths]
     status = 2 if any(d is None for d in docs) else 0
+    languages = [query.language] + [d.language for d in docs if d is not None]
+    reader = Readers(args).for_languages(languages)  # one model, one embedding space for the whole ranking
+    query = reader.check_query(query)
 
     def progress(done: int, total: int) -> None:
         if not args.quiet:

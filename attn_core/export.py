@@ -39,6 +39,8 @@ def report_html(result: AnalysisResult, top_percent: float = DEFAULT_TOP_PERCENT
             f"[UNK] rate {result.unk_rate:.1%}")
     if result.label is not None:
         meta += f" · predicted {html.escape(result.label)} ({result.probability:.0%})"
+    if m.attribution:
+        meta += f"<br><small>{html.escape(m.attribution)}</small>"
     return (
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
         f"<title>Chumoku · {title}</title><style>{STYLE}"

@@ -17,6 +17,9 @@ from collections import OrderedDict
 from dataclasses import replace
 from typing import Any, Hashable, Sequence
 
+import numpy as np
+
+from .alignment import tokenize_texts
 from .analysis import ChunkAttention, analyze, chunk_attention, clear_preprocess_memo, preprocess
 from .attention import HEAD_CHOICES, LAYER_CHOICES, METHODS
 from .cache import ResultStore, default_store
@@ -25,10 +28,12 @@ from .document import Document
 from .errors import SettingsError
 from .faithfulness import Faithfulness, measure_faithfulness
 from .guided import guided_analyze
+from .lexical import LexicalIndex
 from .models import LoadedModel, load_model
 from .progress import Cancel, Progress
-from .results import AnalysisResult, Method, Settings
-from .retrieval import RankedDocument, check_query, rank_documents
+from .relevance import PassageRelevance, lexical_scores, passage_relevance
+from .results import AnalysisResult, Method, Passage, Settings
+from .retrieval import PassageIndex, RankedDocument, check_query, embed_token_ids, index_documents, rank_documents
 
 MEMO_ENTRIES = 64
 MIN_CHUNK_TOKENS = 16
@@ -159,8 +164,60 @@ class Reader:
         else:
             result = guided_analyze(document, self.model, q, element=element, settings=s, store=self.store,
                                     use_store=False, progress=progress, cancel=cancel)
+            result = self._ranked_by_relevance(result, q, element, cancel)
         self._memo_put(key, result)
         return result
+
+    # ---- relevance (relevance.py says why a hybrid) -----------------------------------------------------
+    def passage_index(self, document: Document, cancel: Cancel | None = None) -> PassageIndex:
+        """The document's passages with their embeddings (cached on disk per document and model)."""
+        key = ("index", document.sha256, document.language, len(document.text))
+        hit = self._memo_get(key)
+        if hit is None:
+            hit = index_documents([document], self.model, store=self.store, use_store=False, cancel=cancel)[0]
+            self._memo_put(key, hit)
+        return hit
+
+    def lexical_index(self, document: Document, index: PassageIndex) -> LexicalIndex:
+        key = ("lexical", document.sha256, document.language, len(document.text))
+        hit = self._memo_get(key)
+        if hit is None:
+            hit = LexicalIndex([index.text(i) for i in range(len(index.spans))], document.language)
+            self._memo_put(key, hit)
+        return hit
+
+    def query_vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-length embeddings of query texts, with the model's query prefix ("query: " for e5)."""
+        prefix = self.model.info.query_prefix
+        return embed_token_ids(self.model, tokenize_texts(self.model.tokenizer, [prefix + t for t in texts]),
+                               affixes="query")
+
+    def relevance(self, document: Document, query: Query | str, element: int | None = None,
+                  cancel: Cancel | None = None) -> PassageRelevance:
+        """How relevant each passage of the document is to the query (whole claim and per element)."""
+        q = self.check_query(query)
+        index = self.passage_index(document, cancel)
+        units = [q.text, *q.elements] if element is None else [q.elements[element]] * 2
+        lexical = lexical_scores(self.lexical_index(document, index), units)
+        if len(index.spans):
+            cosine = (index.vectors @ self.query_vectors(units).T).T
+        else:
+            cosine = np.zeros((len(units), 0), np.float32)
+        return passage_relevance(lexical, cosine)
+
+    def _ranked_by_relevance(self, result: AnalysisResult, query: Query, element: int | None,
+                             cancel: Cancel | None) -> AnalysisResult:
+        """The guided result with its passages ranked by hybrid relevance instead of attention."""
+        rel = self.relevance(result.document, query, element, cancel)
+        if len(rel.scores) != len(result.passages):  # same segmentation by construction; never mix them up
+            return result
+        order = rel.order()
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(1, len(order) + 1)
+        passages = [Passage(p.start, p.end, round(float(rel.scores[i]), 6), int(rank[i]), p.label, p.page,
+                            p.section, int(rel.element[i]) if element is None and len(query.elements) > 1 else element)
+                    for i, p in enumerate(result.passages)]
+        return replace(result, passages=passages, query=replace(result.query, ranking="relevance"))
 
     def rank(self, query: Query | str, documents: Sequence[Document], *, progress: Progress | None = None,
              cancel: Cancel | None = None, top_passages: int = 5) -> list[RankedDocument]:

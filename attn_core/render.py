@@ -30,6 +30,7 @@ STYLE = """
 .chumoku-readfirst a, .chumoku-find a { color: inherit; text-decoration: none; }
 .chumoku-readfirst a:hover, .chumoku-find a:hover { text-decoration: underline; color: #1c7ed6; }
 .chumoku-readfirst .score { color: #d9480f; font-variant-numeric: tabular-nums; margin-right: 0.4em; }
+.chumoku-readfirst .tag { display: block; color: #5c7cfa; font-size: 0.8em; }
 """
 
 STYLE_TAG = f"<style>{' '.join(STYLE.split())}</style>"
@@ -151,6 +152,12 @@ def minimap_html(result: AnalysisResult, bins: int = 120) -> str:
     return f'<div class="chumoku-minimap">{"".join(cells)}</div>'
 
 
+SECTION_NAMES = {"independent_claim": "independent claim", "dependent_claim": "dependent claim",
+                 "summary": "summary", "abstract": "abstract", "title": "title", "meta": "bibliographic data",
+                 "drawings": "drawing list", "legal": "legal boilerplate", "background": "background",
+                 "field": "technical field", "cross_reference": "cross-reference", "heading": "heading"}
+
+
 def passage_preview(result: AnalysisResult, p: Passage, chars: int = 160) -> str:
     """Plain (unescaped) one-line preview of a passage."""
     s = " ".join(result.document.text[p.start:p.end].split())
@@ -161,12 +168,19 @@ def read_first_html(result: AnalysisResult, k: int = 10, chars: int = 120) -> st
     """The top-k passages, best first; each whole item links to its `#passage-N` in the document."""
     index = {id(p): i for i, p in enumerate(result.passages)}
     items = []
+    elements = result.query.elements if result.query is not None else ()
     for p in result.read_first(k):
         where = f" · p.{p.page}" if p.page else ""
         preview = passage_preview(result, p, chars)
         label = f"{html.escape(p.label)} " if p.label and not preview.startswith(p.label) else ""
+        tags = []
+        if p.element is not None and len(elements) > 1 and p.element < len(elements):
+            tags.append(f'answers element {p.element + 1}: {elements[p.element][:40]}')
+        if p.section and p.section not in ("detailed", "body"):
+            tags.append(SECTION_NAMES.get(p.section, p.section))
+        tag = f'<span class="tag">{html.escape(" · ".join(tags))}</span>' if tags else ""
         items.append(f'<li data-rank="{p.rank}"><a href="#passage-{index[id(p)]}"><span class="score">{p.score:.2f}</span>'
-                     f'{label}{html.escape(preview)}{where}</a></li>')
+                     f'{label}{html.escape(preview)}{where}{tag}</a></li>')
     return f'<ol class="chumoku-readfirst">{"".join(items)}</ol>'
 
 

@@ -80,6 +80,18 @@ class Passage:
     rank: int  # 1 = read first
     label: str | None = None  # "[0001]" when the text numbers its paragraphs
     page: int | None = None
+    section: str | None = None  # patents: sections.Section (summary, independent claim, drawings…)
+    element: int | None = None  # query mode: the claim element this passage answers best (0-based)
+
+
+def _passage_json(p: Passage) -> dict[str, Any]:
+    out: dict[str, Any] = {"start": p.start, "end": p.end, "score": round(p.score, 6), "rank": p.rank,
+                           "label": p.label, "page": p.page}
+    if p.section is not None:
+        out["section"] = p.section
+    if p.element is not None:
+        out["element"] = p.element
+    return out
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,11 @@ class ModelInfo:
     device: str
     fallback_reason: str | None = None
     max_tokens: int = 512
+    # How the model was trained to be read (models.model_profile): E5 models expect "query: " before a
+    # query and "passage: " before a document; "" for models without prefixes.
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    attribution: str | None = None  # model, authors and licence, shown wherever its scores are (MIT for e5)
 
 
 @dataclass(frozen=True)
@@ -166,17 +183,14 @@ class AnalysisResult:
                 "kind": str(self.model.kind),
                 "device": self.model.device,
                 "fallback_reason": self.model.fallback_reason,
+                **({"attribution": self.model.attribution} if self.model.attribution else {}),
             },
             "settings": {k: str(v) if isinstance(v, enum.Enum) else v for k, v in asdict(self.settings).items()},
             "words": [
                 {"text": w.text, "start": w.start, "end": w.end, "score": round(w.score, 6), "raw": w.raw}
                 for w in self.words
             ],
-            "passages": [
-                {"start": p.start, "end": p.end, "score": round(p.score, 6), "rank": p.rank,
-                 "label": p.label, "page": p.page}
-                for p in self.passages
-            ],
+            "passages": [_passage_json(p) for p in self.passages],
             "unk_rate": self.unk_rate,
             "chunks": len(self.chunks),
         }

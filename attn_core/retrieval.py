@@ -1,4 +1,4 @@
-"""Rank documents against a query (a claim or free text) by passage embeddings, fast on cached work.
+"""Rank documents against a query (a claim or free text) by passage relevance, fast on cached work.
 
 Each passage (segment.passage_spans, the same units the reader ranks) is embedded once per document and
 model: the model's last hidden state mean-pooled over the passage's tokens (the way sentence-embedding
@@ -6,9 +6,11 @@ models such as the offline MiniLM are trained to be used), L2-normalised. The ma
 stored in the ResultStore (kind "embedding"), keyed by model identity, engine version and a hash of the
 passage texts, so a new query only embeds the query itself and does a matrix product.
 
-Document score (see `document_score`):
+Passage relevance is the hybrid of relevance.py (BM25 and embedding cosine fused by reciprocal rank, for the
+whole claim and each element), computed over the passages of all ranked documents together. Document score
+(see `document_score`):
 
-    score = ½ · mean(top-3 cosine(query, passage))  +  ½ · mean over elements of max cosine(element, passage)
+    score = ½ · mean(top-3 relevance(query, passage))  +  ½ · mean over elements of max relevance(element, passage)
 
 The first term measures how strongly the document talks about the query as a whole; the mean of its three
 best passages rather than the single best keeps one lucky sentence from deciding, and (unlike a mean over
@@ -36,8 +38,10 @@ from .cache import ResultStore, default_store, make_key
 from .claims import Query, make_query
 from .document import Document
 from .errors import QueryError
+from .lexical import LexicalIndex
 from .models import LoadedModel
 from .progress import Cancel, Progress, report
+from .relevance import RelevanceMethod, lexical_scores, passage_relevance
 from .segment import PassageSpan, passage_spans
 
 EMBEDDING_VERSION = "1"  # bump when pooling changes: old embeddings stop matching
@@ -61,7 +65,7 @@ class PassageIndex:
 class RankedPassage:
     start: int
     end: int
-    relevance: float  # cosine(query, passage), -1..1
+    relevance: float  # hybrid relevance to the query, 0..1 (relevance.py)
     label: str | None = None
 
 
@@ -70,7 +74,8 @@ class ElementMatch:
     text: str  # the query element
     start: int | None  # its best passage in the document (None: no passage / element without a known word)
     end: int | None
-    score: float  # cosine(element, best passage)
+    score: float  # hybrid relevance of the best passage to this element, 0..1
+    label: str | None = None  # the passage's paragraph number ("[0023]"), when the document numbers them
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,7 @@ class RankedDocument:
     rank: int  # 1 = best
     passages: list[RankedPassage]  # best first
     elements: list[ElementMatch]  # in query order
-    relevance: np.ndarray  # cosine(query, passage) of every passage, in text order (for shading)
+    relevance: np.ndarray  # hybrid relevance of every passage to the query, in text order
     spans: list[PassageSpan]
 
     def to_json(self) -> dict:
@@ -108,14 +113,15 @@ def _windows(ids: list[int], budget: int) -> list[list[int]]:
 
 
 def embed_token_ids(model: LoadedModel, seqs: Sequence[list[int]], *, batch_tokens: int | None = None,
-                    progress: Progress | None = None, cancel: Cancel | None = None) -> np.ndarray:
+                    progress: Progress | None = None, cancel: Cancel | None = None,
+                    affixes: str = "passage") -> np.ndarray:
     """Mean-pooled last hidden state of each token sequence, L2-normalised: [N, D] float32.
 
     Each sequence is wrapped in the model's specials ([CLS] … [SEP]) and pooled over all its positions,
     as sentence-transformers does; one longer than the window is cut into balanced windows whose
     token sums are pooled together. Windows run longest first in padded batches under inference_mode.
     """
-    pre, suf = special_affixes(model)
+    pre, suf = special_affixes(model, passage=affixes == "passage")
     budget = max(8, model.info.max_tokens - len(pre) - len(suf))
     windows: list[tuple[int, list[int]]] = []
     for i, ids in enumerate(seqs):
@@ -243,37 +249,56 @@ def document_score(query_sims: np.ndarray, element_best: Sequence[float], k: int
 def rank_documents(query: Query | str, documents: Sequence[Document], model: LoadedModel, *,
                    store: ResultStore | None = None, use_store: bool = True, progress: Progress | None = None,
                    top_passages: int = 5, indexes: Sequence[PassageIndex] | None = None,
-                   cancel: Cancel | None = None) -> list[RankedDocument]:
-    """Documents best first, each with its best passages and, per query element, its best passage."""
+                   cancel: Cancel | None = None, method: RelevanceMethod = RelevanceMethod.HYBRID
+                   ) -> list[RankedDocument]:
+    """Documents best first, each with its best passages and, per query element, its best passage.
+
+    Passages of all documents are ranked together by hybrid relevance (relevance.py: BM25 over the whole
+    stack, so term rarity is the stack's, fused with cosine by reciprocal rank, for the whole claim and
+    each element); `document_score` then combines each document's best passages and element coverage."""
     q = check_query(model, query)
     if indexes is None:
         indexes = index_documents(documents, model, store=store, use_store=use_store, progress=progress,
                                   cancel=cancel)
     elements = list(q.elements)
-    ids = tokenize_texts(model.tokenizer, [q.text] + elements)
+    units = [q.text] + elements
+    prefix = model.info.query_prefix
+    ids = tokenize_texts(model.tokenizer, [prefix + t for t in units])
     unk = model.tokenizer.unk_token_id
-    readable = [any(t != unk for t in seq) for seq in ids]
-    qv = embed_token_ids(model, ids)  # [1 + E, D]
+    readable = [any(t != unk for t in seq) for seq in tokenize_texts(model.tokenizer, units)]
+    qv = embed_token_ids(model, ids, affixes="query")  # [1 + E, D]
+    texts = [ix.text(i) for ix in indexes for i in range(len(ix.spans))]
+    bounds = np.cumsum([0] + [len(ix.spans) for ix in indexes])
+    if texts:
+        language = q.language if all(ix.document.language == q.language for ix in indexes) else "ja"
+        lexical = lexical_scores(LexicalIndex(texts, language), units)
+        vectors = np.concatenate([ix.vectors for ix in indexes if len(ix.spans)])
+        rel = passage_relevance(lexical, (vectors @ qv.T).T, method)
+        fused = rel.per_element if len(elements) > 1 else rel.scores[None, :]
+    else:
+        rel, fused = None, np.zeros((len(elements), 0))
     scored = []
-    for ix in indexes:
-        sims = ix.vectors @ qv.T if len(ix.spans) else np.zeros((0, len(qv)), np.float32)  # [P, 1 + E]
-        q_sims = sims[:, 0]
+    for d, ix in enumerate(indexes):
+        lo, hi = int(bounds[d]), int(bounds[d + 1])
+        combined = rel.scores[lo:hi] if rel is not None else np.zeros(0)
         matches, best_vals = [], []
         for e, text in enumerate(elements):
-            if not len(q_sims) or not readable[1 + e]:
+            column = fused[min(e, len(fused) - 1), lo:hi]
+            if not len(column) or not readable[1 + e]:
                 matches.append(ElementMatch(text, None, None, 0.0))
                 best_vals.append(0.0)
                 continue
-            j = int(np.argmax(sims[:, 1 + e]))
-            matches.append(ElementMatch(text, ix.spans[j].start, ix.spans[j].end, float(sims[j, 1 + e])))
-            best_vals.append(float(sims[j, 1 + e]))
-        order = np.argsort(-q_sims, kind="stable")[:top_passages]
-        passages = [RankedPassage(ix.spans[j].start, ix.spans[j].end, float(q_sims[j]), ix.spans[j].label)
+            j = int(np.argmax(column))
+            sp = ix.spans[j]
+            matches.append(ElementMatch(text, sp.start, sp.end, float(column[j]), sp.label))
+            best_vals.append(float(column[j]))
+        order = np.argsort(-combined, kind="stable")[:top_passages]
+        passages = [RankedPassage(ix.spans[j].start, ix.spans[j].end, float(combined[j]), ix.spans[j].label)
                     for j in order]
-        scored.append((document_score(q_sims, best_vals), ix, passages, matches, q_sims))
+        scored.append((document_score(combined, best_vals), ix, passages, matches, combined))
     scored.sort(key=lambda t: -t[0])
-    return [RankedDocument(ix.document, s, r + 1, passages, matches, q_sims, ix.spans)
-            for r, (s, ix, passages, matches, q_sims) in enumerate(scored)]
+    return [RankedDocument(ix.document, s, r + 1, passages, matches, sims, ix.spans)
+            for r, (s, ix, passages, matches, sims) in enumerate(scored)]
 
 
 # ----------------------------------------------------------------------------------------- outputs
@@ -291,7 +316,35 @@ def claim_chart_rows(ranked: Sequence[RankedDocument]) -> list[dict]:
     for e, match in enumerate(ranked[0].elements):
         row: dict = {"#": e + 1, "element": match.text}
         for r in ranked:
-            row[r.document.name] = round(r.elements[e].score, 4)
+            row[chart_column(r)] = round(r.elements[e].score, 4)
+        rows.append(row)
+    return rows
+
+
+def chart_column(r: RankedDocument) -> str:
+    """A claim-chart column name: rank and file name (two uploads may share a name)."""
+    return f"{r.rank}. {r.document.name}"
+
+
+def claim_chart_cells(ranked: Sequence[RankedDocument], snippet_chars: int = 90) -> list[dict]:
+    """The claim chart as a reviewer reads it: per element and document, the answering passage's paragraph
+    number and the start of its text ("[0023] The balloon is inflated…"); "—" where nothing answers."""
+    if not ranked:
+        return []
+    rows = []
+    for e, match in enumerate(ranked[0].elements):
+        row: dict = {"#": e + 1, "element": match.text}
+        for r in ranked:
+            m = r.elements[e]
+            if m.start is None:
+                row[chart_column(r)] = "—"
+                continue
+            text = " ".join(r.document.text[m.start:m.end].split())
+            if m.label and text.startswith(m.label):
+                text = text[len(m.label):].lstrip()
+            if len(text) > snippet_chars:
+                text = text[:snippet_chars - 1] + "…"
+            row[chart_column(r)] = f"{m.label} {text}" if m.label else text
         rows.append(row)
     return rows
 
@@ -303,7 +356,7 @@ def claim_chart_csv(ranked: Sequence[RankedDocument], excerpt_chars: int = 300) 
     header = ["#", "element"]
     for r in ranked:
         name = r.document.name
-        header += [f"{name} score", f"{name} passage", f"{name} start", f"{name} end"]
+        header += [f"{name} score", f"{name} paragraph", f"{name} passage", f"{name} start", f"{name} end"]
     w.writerow(header)
     if ranked:
         for e, match in enumerate(ranked[0].elements):
@@ -313,6 +366,7 @@ def claim_chart_csv(ranked: Sequence[RankedDocument], excerpt_chars: int = 300) 
                 text = "" if m.start is None else " ".join(r.document.text[m.start:m.end].split())
                 if len(text) > excerpt_chars:
                     text = text[:excerpt_chars - 1] + "…"
-                row += [f"{m.score:.4f}", text, "" if m.start is None else m.start, "" if m.end is None else m.end]
+                row += [f"{m.score:.4f}", m.label or "", text, "" if m.start is None else m.start,
+                        "" if m.end is None else m.end]
             w.writerow(row)
     return buf.getvalue()

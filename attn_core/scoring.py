@@ -1,7 +1,7 @@
 """From per-token attention to word scores and ranked "read first" passages."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -66,9 +66,20 @@ def word_raw_scores(word_spans: Sequence[tuple[int, int]], token_spans: Sequence
 
 
 def word_scores(text: str, word_spans: Sequence[tuple[int, int]], token_spans: Sequence[tuple[int, int]],
-                token_scores: np.ndarray) -> list[WordScore]:
+                token_scores: np.ndarray, unshaded: Sequence[bool] | None = None) -> list[WordScore]:
+    """Raw score (max of the word's tokens) and percentile within the document.
+
+    `unshaded` words (stop words, particles, bare reference numerals) keep their raw score but get
+    percentile 0 and take no part in the others' percentiles: "the" and "211" are never what a reviewer
+    should read first, and leaving them in would push content words down the scale."""
     raw = word_raw_scores(word_spans, token_spans, token_scores)
-    pct = percentile_ranks(raw)
+    if unshaded is None or not any(unshaded):
+        pct = percentile_ranks(raw)
+    else:
+        mask = ~np.asarray(unshaded, dtype=bool)
+        pct = np.zeros(len(raw), dtype=np.float64)
+        if mask.any():
+            pct[mask] = percentile_ranks(raw[mask])
     return [WordScore(text[s:e], s, e, p, r) for (s, e), p, r in zip(word_spans, pct.tolist(), raw.tolist())]
 
 
@@ -83,15 +94,27 @@ def passage_score(word_percentiles: np.ndarray, doc_mean: float, prior: float = 
     return float((word_percentiles.sum() + prior * doc_mean) / (n + prior))
 
 
-def rank_passages(spans: Sequence[tuple[int, int, str | None, int | None]], words: Sequence[WordScore]) -> list[Passage]:
-    """Score passages (start, end, label, page) from their words and rank them (1 = read first)."""
+def rank_passages(spans: Sequence[tuple[int, int, str | None, int | None]], words: Sequence[WordScore],
+                  sections: Sequence[str] | None = None, weights: Mapping[str, float] | None = None,
+                  duplicates: Collection[int] = ()) -> list[Passage]:
+    """Score passages (start, end, label, page) from their words and rank them (1 = read first).
+
+    Patents: each passage's attention score is multiplied by the weight of its section (sections.py says
+    why: a reviewer reads the summary, independent claims and main embodiment first, never the drawing
+    list) and a passage repeating an earlier one scores 0, so it sinks to the end of the list."""
     starts = np.array([w.start for w in words], dtype=np.int64)
     pct = np.array([w.score for w in words], dtype=np.float64)
     doc_mean = float(pct.mean()) if len(pct) else 0.0
     scored = []
-    for s, e, label, page in spans:
+    for i, (s, e, label, page) in enumerate(spans):
         lo, hi = np.searchsorted(starts, s), np.searchsorted(starts, e)
-        scored.append((passage_score(pct[lo:hi], doc_mean), s, e, label, page))
+        score = passage_score(pct[lo:hi], doc_mean)
+        if sections is not None and weights is not None:
+            score *= weights.get(sections[i], 1.0)
+        if i in duplicates:
+            score = 0.0
+        scored.append((score, s, e, label, page))
     order = sorted(range(len(scored)), key=lambda i: (-scored[i][0], scored[i][1]))
     rank = {i: r + 1 for r, i in enumerate(order)}
-    return [Passage(s, e, round(sc, 6), rank[i], label, page) for i, (sc, s, e, label, page) in enumerate(scored)]
+    return [Passage(s, e, round(sc, 6), rank[i], label, page, None if sections is None else str(sections[i]))
+            for i, (sc, s, e, label, page) in enumerate(scored)]

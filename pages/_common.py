@@ -8,12 +8,14 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field, replace
+from typing import Sequence
 
 import streamlit as st
 
 import attn_core as ac
 from attn_core import render
 from attn_core.library import Library, default_library
+from attn_core.models import AUTO_MODEL_ID, Availability, availability, resolve_model_id
 from attn_core.render import escape_markdown
 
 ROUTE_PARAM = "page"  # set while a link that reached a page before the entry script is routed through it
@@ -44,18 +46,18 @@ class SessionState:
     errors: list[tuple[str, str]] = field(default_factory=list)  # (file name, message) of the last upload batch
     batch_errors: list[tuple[str, str]] = field(default_factory=list)
     selected: str | None = None  # sha of the document open in Screen / Explorer
-    model_id: str = ac.DEFAULT_MODEL_ID
+    model_id: str = AUTO_MODEL_ID
     method: str = str(ac.Settings().method)
     layer: str | int = "last"
     head: str | int = "mean"
     top_percent: int = int(render.DEFAULT_TOP_PERCENT)
     seen_uploads: set = field(default_factory=set)  # file_id of uploads already ingested
     queries: dict[str, ac.Query] = field(default_factory=dict)  # page -> the claim or query entered there
+    focus: tuple[str, int] | None = None  # (sha, character offset): a passage to bring into view on Screen
     stopped: set = field(default_factory=set)  # (page, sha) runs the reviewer stopped; resumed on request
     started: bool = False
-    # per run, not per session: the model slot in the sidebar and the Reader once loaded
-    reader: ac.Reader | None = None
-    reader_loaded: bool = False
+    # per run, not per session: the model slot in the sidebar and the Readers loaded in this run
+    readers: dict[str, ac.Reader | None] = field(default_factory=dict)
     model_slot: object | None = None
 
 
@@ -136,26 +138,29 @@ def get_reader(model_id: str) -> ac.Reader:
     return ac.Reader.load(model_id)
 
 
-def current_reader() -> ac.Reader | None:
-    """The sidebar's model, loaded when a page first needs it, so the page's widgets are already on screen
-    while a cold model loads. Its status (or error) goes to the sidebar."""
+def current_reader(languages: Sequence[str] = ()) -> ac.Reader | None:
+    """The Reader for the sidebar's model — with "Automatic", the default for these languages (Japanese:
+    the multilingual model, English: MiniLM; one model for a set that mixes them). Loaded when a page first
+    needs it, so the page's widgets are already on screen while a cold model loads; its status (or error)
+    goes to the sidebar."""
     s = state()
-    if s.reader_loaded:
-        return s.reader
-    s.reader_loaded = True
+    model_id = resolve_model_id(s.model_id, list(languages))
+    if model_id in s.readers:
+        return s.readers[model_id]
     reader = None
     with (s.model_slot or st.sidebar.empty()).container():
         try:
-            with st.spinner(f"Loading {escape_markdown(str(s.model_id))}…"):
-                reader = get_reader(s.model_id)
+            with st.spinner(f"Loading {escape_markdown(model_id)}…"):
+                reader = get_reader(model_id)
         except ac.ChumokuError as exc:
             st.error(escape_markdown(exc.message))
         if reader is not None:
             _check_settings(reader)
-            st.caption(model_status(reader.model))
+            st.caption(model_status(reader.model) + (" · chosen for " + "/".join(sorted(set(languages)))
+                                                     if s.model_id == AUTO_MODEL_ID and languages else ""))
             if reader.model.info.fallback_reason:
                 st.warning(f"Using the offline default: {escape_markdown(reader.model.info.fallback_reason)}")
-    s.reader = reader
+    s.readers[model_id] = reader
     return reader
 
 
@@ -276,7 +281,7 @@ def cached_result(doc: ac.Document, reader: ac.Reader) -> ac.AnalysisResult | No
 
 def model_status(model: ac.LoadedModel) -> str:
     info = model.info
-    where = "offline (bundled weights)" if info.id == ac.DEFAULT_MODEL_ID else "local/hub"
+    where = "offline (bundled weights)" if availability(info.id) == Availability.OFFLINE else "local/hub"
     return (f"**{escape_markdown(info.id)}** · {info.kind} · {info.device} · {where} · "
             f"{info.max_tokens} tokens per chunk")
 
@@ -316,22 +321,21 @@ def clear_all_caches() -> dict[str, int]:
 
 
 def _loaded_model_ids() -> set[str]:
-    """Model ids whose Reader this process has loaded (for clearing every memo)."""
-    ids = {state().model_id}
-    reader = state().reader
-    if reader is not None:
-        ids.add(reader.model.info.id)
-    return ids
+    """Model ids whose Reader this session has used (for clearing every memo)."""
+    s = state()
+    return {resolve_model_id(s.model_id, ["en"]), resolve_model_id(s.model_id, ["ja"]), *s.readers}
 
 
 # ---- the reviewer's claim or query (Screen and Batch each hold their own) ----------------------------------
 QUERY_SOURCES = ("Type or paste", "A claim of a document", "A text file")
 
 
-def query_editor(docs: list[ac.Document], reader: ac.Reader, page: str,
-                 open_sha: str | None = None) -> ac.Query | None:
+def query_editor(docs: list[ac.Document], page: str, open_sha: str | None = None,
+                 languages: Sequence[str] | None = None) -> ac.Query | None:
     """Claim/query input: pasted, one of a patent's claims (the open document's first), or a file; its
-    elements editable one per row. Each page keeps its own query: nothing is carried silently elsewhere."""
+    elements editable one per row. Each page keeps its own query: nothing is carried silently elsewhere.
+    The query is checked by the model that will read it with these documents (a Japanese claim against
+    English documents: the multilingual model)."""
     s = state()
     current: ac.Query | None = s.queries.get(page)
     source = st.radio("Query from", QUERY_SOURCES, horizontal=True, key=f"{page}.qsource")
@@ -378,6 +382,9 @@ def query_editor(docs: list[ac.Document], reader: ac.Reader, page: str,
     edited = st.data_editor({"element": list(query.elements)}, num_rows="dynamic", width="stretch",
                             key=f"{page}.elements.{hash(query.text) & 0xffffffff:x}")
     query = query.with_elements([str(e) for e in edited["element"] if e is not None])
+    reader = current_reader([*(languages or {d.language for d in docs}), query.language])
+    if reader is None:
+        return None
     try:
         query = reader.check_query(query)
     except ac.QueryError as exc:
@@ -419,3 +426,24 @@ def faithfulness_badge(result: ac.AnalysisResult, reader: ac.Reader) -> None:
         return
     st.markdown(f":green-badge[faithfulness {f.badge}] "
                 f"<small>{explanation}</small>", unsafe_allow_html=True)
+
+
+def scroll_to(element_id: str) -> None:
+    """Bring an element of the page into view and outline it (a claim-chart click lands on its passage).
+
+    Streamlit's HTML is not allowed to run scripts, so a zero-height component (same origin) does it; it
+    retries for a few seconds because the document may still be rendering."""
+    import json
+
+    import streamlit.components.v1 as components
+
+    target = json.dumps(element_id)
+    components.html(f"""<script>
+    let tries = 0;
+    const timer = setInterval(() => {{
+      const el = window.parent.document.getElementById({target});
+      if (el || ++tries > 50) {{ clearInterval(timer); }}
+      if (el) {{ el.scrollIntoView({{block: "start"}}); el.style.outline = "3px solid #fd7e14"; }}
+    }}, 100);
+    </script>""", height=0)
+

@@ -36,7 +36,8 @@ for name, message in state.batch_errors:
     st.error(f"**{md_escape(name)}**: {md_escape(message)}")
 
 docs = ui.session_documents()
-reader = ui.current_reader()
+languages = sorted({d.language for d in docs}) or ["en"]
+reader = ui.current_reader(languages)  # one model for the whole stack: rankings share one embedding space
 if not docs:
     st.info("No documents yet: upload some above (or open the demo documents on Home).")
     st.stop()
@@ -46,12 +47,13 @@ if reader is None:
 
 # ---- analysis (one call into attn_core per document; cached in memory and on disk) ---------------------
 results: list[ac.AnalysisResult] = []
-todo = [d for d in docs if ui.cached_result(d, reader) is None]
+readers = {d.sha256: ui.current_reader([d.language]) or reader for d in docs}  # each read with its own model
+todo = [d for d in docs if ui.cached_result(d, readers[d.sha256]) is None]
 overall = st.progress(0.0, text=f"Analysing {len(todo)} of {len(docs)} documents…") if todo else None
 per_doc = st.container()
 for i, doc in enumerate(docs):
     try:
-        results.append(ui.read(doc, reader, container=per_doc))
+        results.append(ui.read(doc, readers[doc.sha256], container=per_doc))
     except ac.ChumokuError as exc:
         st.error(f"**{md_escape(doc.name)}**: {md_escape(exc.message)}")
     except Exception as exc:  # noqa: BLE001 - one bad document must not stop the batch
@@ -64,9 +66,10 @@ if overall is not None:
 # ---- ranking against a claim or query ---------------------------------------------------------------------
 ranked = []
 with st.expander("Rank against a claim or query", expanded="batch" in state.queries):
-    query = ui.query_editor(docs, reader, page="batch", open_sha=state.selected)
+    query = ui.query_editor(docs, page="batch", open_sha=state.selected)
     if query is not None:
-        ranked = ui.rank(query, [r.document for r in results], reader)
+        ranked = ui.rank(query, [r.document for r in results],
+                         ui.current_reader([*languages, query.language]))  # one embedding space
 if ranked:
     st.subheader("Ranked against the query")
     st.dataframe(
@@ -77,12 +80,25 @@ if ranked:
         column_config={"score": st.column_config.ProgressColumn(
             "Score", min_value=0.0, max_value=1.0, format="%.3f",
             help="½ · mean cosine of the 3 best passages + ½ · mean over claim elements of their best passage")})
-    st.markdown("**Claim chart** — each element's best passage score per document (read across a row to see "
-                "which document discloses that element best)")
-    chart = pd.DataFrame(ac.claim_chart_rows(ranked)).set_index("#")
-    numeric = [c for c in chart.columns if c != "element"]
-    st.dataframe(chart.style.background_gradient(cmap="Oranges", subset=numeric, vmin=0.0, vmax=1.0)
-                 .format("{:.3f}", subset=numeric), width="stretch", key="batch.claimchart")
+    st.markdown("**Claim chart** — for each claim element, the passage of each document that answers it best "
+                "(paragraph number and opening words; darker = more relevant). Click a cell to open that passage.")
+    cells = pd.DataFrame(ac.claim_chart_cells(ranked)).set_index("#")
+    scores = pd.DataFrame(ac.claim_chart_rows(ranked)).set_index("#")
+    columns = [c for c in cells.columns if c != "element"]
+    shading = scores[columns].map(lambda v: f"background-color: rgba(253, 126, 20, {0.08 + 0.6 * float(v):.2f})")
+    event = st.dataframe(cells.style.apply(lambda _: shading, axis=None, subset=columns), width="stretch",
+                         key="batch.claimchart", on_select="rerun", selection_mode="single-cell",
+                         column_config={"element": st.column_config.TextColumn("Element", width="medium"),
+                                        **{c: st.column_config.TextColumn(c, width="medium") for c in columns}})
+    picked_cells = event.selection.cells if event is not None else []
+    if picked_cells and picked_cells[0][1] in columns:
+        row, column = picked_cells[0]
+        target = ranked[columns.index(column)]
+        match = target.elements[row]
+        if match.start is not None:
+            state.selected = target.document.sha256
+            state.focus = (target.document.sha256, match.start)
+            st.switch_page("pages/screen.py")
     st.download_button("Claim chart (CSV)", ac.claim_chart_csv(ranked).encode("utf-8"),
                        file_name="chumoku-claim-chart.csv", mime="text/csv", key="batch.chartcsv",
                        on_click="ignore", icon=":material/download:")

@@ -27,24 +27,24 @@ st.caption("The full attention of one chunk: every layer and head, and how the e
            "score per token.")
 
 docs = ui.session_documents()
-reader = ui.current_reader()
 if not docs:
     st.info("No documents yet. Upload one in **Screen** (or open the demo documents on Home), then come back.")
     st.page_link("pages/screen.py", label="Go to Screen", icon=":material/description:")
-    st.stop()
-if reader is None:
-    st.warning("No model is loaded: pick one in the sidebar.")
     st.stop()
 
 # ---- widgets ------------------------------------------------------------------------------------------
 by_sha = {d.sha256: d for d in docs}
 shas = list(by_sha)
 selected = state.selected
-model = reader.model
 doc_sha = st.selectbox("Document", shas, index=shas.index(selected) if selected in by_sha else 0,
                        format_func=lambda s: by_sha[s].name, key="explorer.doc")
 state.selected = doc_sha
 doc = by_sha[doc_sha]
+reader = ui.current_reader([doc.language])  # "Automatic" reads each language with its own model
+if reader is None:
+    st.warning("No model is loaded: pick one in the sidebar.")
+    st.stop()
+model = reader.model
 s = ui.settings()
 spans = reader.chunk_spans(doc)
 if len(spans) > 1:

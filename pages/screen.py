@@ -44,7 +44,7 @@ documents = ui.session_documents()
 if not documents:
     st.info("Upload one or more documents (Japanese or English), or open the demo documents from Home.")
     ui.sync_query_params()
-    ui.current_reader()  # load it now, while the reviewer picks files (the page above is already shown)
+    ui.current_reader(["en"])  # load it now, while the reviewer picks files (the page above is already shown)
     st.stop()
 
 by_sha = {d.sha256: d for d in documents}
@@ -89,16 +89,16 @@ find = c_find.text_input("Find in document", key="screen.find", placeholder="wor
 documents = ui.session_documents()  # again: the language override may have changed one
 by_sha = {d.sha256: d for d in documents}
 doc = by_sha[selected]
-reader = ui.current_reader()
+reader = ui.current_reader([doc.language])
 model = reader.model if reader is not None else None
 
 query, element = None, None
 if reader is not None:
     with st.expander("Read for a claim or query", expanded="screen" in state.queries,
                      icon=":material/manage_search:"):
-        query = ui.query_editor(documents, reader, page="screen", open_sha=selected)
+        query = ui.query_editor(documents, page="screen", open_sha=selected, languages=[doc.language])
         if query is not None:
-            views = [SALIENT, FOR_QUERY] + [f"element {i + 1}: {e[:60]}" for i, e in enumerate(query.elements)]
+            views = [SALIENT, FOR_QUERY] + [f"element {i + 1}: {md(e[:60])}" for i, e in enumerate(query.elements)]
             view = st.radio("Highlight", range(len(views)), format_func=lambda i: views[i], horizontal=True,
                             index=1, key="screen.view",
                             help="Salient: what the model attends to in the document on its own. For this query: "
@@ -114,8 +114,12 @@ progress_area = st.container()  # analysis progress shows here, above the docume
 
 
 def analyse(d: ac.Document, where) -> ac.AnalysisResult | None:
+    """Read `d` with its own model ("Automatic" picks one per language), showing an error, never a trace."""
     try:
-        return ui.read(d, reader, container=where)
+        d_reader = ui.current_reader([d.language])
+        if d_reader is None:
+            return None
+        return ui.read(d, d_reader, container=where)
     except ac.ChumokuError as exc:
         where.error(f"**{md(d.name)}** — {md(exc.message)}", icon=":material/error:")
     except Exception:  # noqa: BLE001 - logged for the operator; the reviewer sees a sentence
@@ -144,9 +148,10 @@ elif (result := ui.cached_result(doc, reader)) is None:
             state.stopped.discard(run_key)
             st.rerun()
     else:
-        progress_area.button("Stop", key="screen.stop", icon=":material/stop_circle:",
-                             on_click=state.stopped.add, args=(run_key,),
-                             help="Stops after the current batch; finished chunks stay cached.")
+        stop_slot = progress_area.empty()  # Stop exists only while the analysis runs
+        stop_slot.button("Stop the analysis", key="screen.stop", icon=":material/stop_circle:",
+                         on_click=state.stopped.add, args=(run_key,),
+                         help="Stops after the current batch; finished chunks stay cached, so Resume continues.")
         with progress_area.status(f"Analysing {md(doc.name)}…", expanded=True) as status:
             result = analyse(doc, status)
             if result is not None:
@@ -154,8 +159,10 @@ elif (result := ui.cached_result(doc, reader)) is None:
                                     f"({result.cached_chunks} from the cache)", state="complete", expanded=False)
             else:
                 status.update(label=f"{md(doc.name)} could not be analysed", state="error")
+        stop_slot.empty()
 if result is not None and query is not None:
     result = None
+    reader = ui.current_reader([doc.language, query.language])  # a cross-lingual query: the multilingual model
     try:
         result = ui.read(doc, reader, query, element, container=progress_area, what="query × chunk passes")
     except ac.ChumokuError as exc:
@@ -205,6 +212,14 @@ if result is not None:
                 html_block(render.find_links_html(result, hits))
     with c_doc, st.container(height=DOC_HEIGHT, key="screen-doc"):
         html_block(render.render_document_html(result, top_percent=top_percent, find=find))
+    if state.focus is not None and state.focus[0] == doc.sha256:  # opened from a claim-chart cell
+        target = next((i for i, p in enumerate(result.passages) if p.start <= state.focus[1] < p.end), None)
+        state.focus = None
+        if target is not None:
+            p = result.passages[target]
+            st.info(f"Opened from the claim chart: {md(p.label or render.passage_preview(result, p, 60))}",
+                    icon=":material/table_view:")
+            ui.scroll_to(f"passage-{target}")
 
     c_html, c_csv, c_json, _ = st.columns([1, 1, 1, 3])
     shown = result  # the callables run when clicked, so a 100-page report costs nothing until asked for
@@ -230,8 +245,8 @@ with st.expander("Share this view"):
 
 # ---- the session's other documents ----------------------------------------------------------------------
 if reader is not None:
-    pending = [d for d in documents if d.sha256 != selected and ui.cached_result(d, reader) is None
-               and ("screen", d.sha256) not in state.stopped]
+    pending = [d for d in documents if d.sha256 != selected and ("screen", d.sha256) not in state.stopped
+               and (r := ui.current_reader([d.language])) is not None and ui.cached_result(d, r) is None]
     if pending:
         with progress_area.status(f"Analysing {len(pending)} more document{'s' if len(pending) > 1 else ''}…",
                                   expanded=True) as status:

@@ -6,10 +6,10 @@ import re
 
 import numpy as np
 import pytest
+from conftest import EN_TEXT, JA_TEXT
 
 from attn_core import ResultStore, Settings, analyze, chunk_attention, document_from_text
 from attn_core.errors import EmptyDocumentError
-from conftest import EN_TEXT, JA_TEXT
 
 
 def _check_result(r, text):

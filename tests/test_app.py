@@ -26,9 +26,11 @@ def _fresh_caches():
     import attn_core as ac
     from pages import _common as ui
 
-    ui.get_reader(ac.DEFAULT_MODEL_ID).clear(include_store=False)
+    for model_id in (ac.DEFAULT_MODEL_ID, ac.MULTILINGUAL_MODEL_ID):
+        ui.get_reader(model_id).clear(include_store=False)
     yield
-    ui.get_reader(ac.DEFAULT_MODEL_ID).clear(include_store=False)
+    for model_id in (ac.DEFAULT_MODEL_ID, ac.MULTILINGUAL_MODEL_ID):
+        ui.get_reader(model_id).clear(include_store=False)
 
 
 def app() -> AppTest:
@@ -108,10 +110,28 @@ def test_screen_without_documents_says_what_to_do():
     assert not at.html
 
 
-def test_single_japanese_upload_shaded_escaped_with_unk_warning():
+def test_japanese_is_read_with_the_multilingual_model_by_default():
+    import attn_core as ac
+
     at = upload(screen(app()), ("ja.txt", JA_TEXT.encode("utf-8")))
+    assert not at.exception, at.exception
+    assert "multilingual" in unescape_md(at.caption[0].value)  # "Automatic" picked the Japanese-capable model
+    assert not [w for w in at.warning if "unknown to" in w.value]  # it knows every token: no [UNK] warning
     out = doc_html(at)
-    assert out.count('class="attn-hl"') >= 3 and "background-color:rgba(" in out
+    assert out.count('class="attn-hl"') >= 2
+    assert visible_text(out).replace("\n", "").count("バルーンカテーテル") == 1
+    assert ac.MULTILINGUAL_MODEL_ID in at.session_state["chumoku"].readers
+
+
+def test_single_japanese_upload_shaded_escaped_with_unk_warning():
+    from pages import _common as ui
+
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["chumoku"] = ui.SessionState(model_id="all-MiniLM-L6-v2 (offline)")  # picked by the user
+    at.run()
+    at = upload(screen(at), ("ja.txt", JA_TEXT.encode("utf-8")))
+    out = doc_html(at)
+    assert out.count('class="attn-hl"') >= 2 and "background-color:rgba(" in out
     assert visible_text(out).replace("\n", "").count("バルーンカテーテル") == 1
     assert 'id="passage-0"' in out
     assert at.caption[0].value.startswith("ja ·")
@@ -131,7 +151,7 @@ def test_several_files_ja_and_en_are_all_analysed():
     picker = at.selectbox(key="screen.picker")
     assert len(picker.options) == 2
     assert selected_name(at) == "ja.txt"  # the first new upload is opened
-    assert ui.get_reader(ac.DEFAULT_MODEL_ID).memo_size() == 2  # the other document was analysed in the same run, with its own progress
+    assert sum(ui.get_reader(m).memo_size() for m in (ac.DEFAULT_MODEL_ID, ac.MULTILINGUAL_MODEL_ID)) == 2  # the other document was analysed in the same run, with its own progress
     picker.set_value(picker.options[1]).run()
     assert selected_name(at) == "en.md"
     assert at.caption[0].value.startswith("en ·")
@@ -320,7 +340,7 @@ def test_batch_ranks_documents_against_a_patent_claim_with_a_claim_chart():
     assert ranking.iloc[0]["document"] == "US08930553B2.txt"  # its own claim 1 finds it first
     assert list(ranking["score"]) == sorted(ranking["score"], reverse=True)
     chart = next(f for f in frames if "element" in f.columns and f.index.name == "#")
-    assert "US08930553B2.txt" in chart.columns and len(chart) >= 2  # one row per claim element
+    assert "1. US08930553B2.txt" in chart.columns and len(chart) >= 2  # one row per claim element
     assert any(b.label == "Claim chart (CSV)" for b in at.get("download_button"))
 
 

@@ -56,7 +56,7 @@ def test_explorer_shows_all_charts_for_a_japanese_document():
     assert len(specs) == 3, [e.type for e in at.main]
     heat = next(s for s in specs if s.get("encoding", {}).get("x", {}).get("field") == "key")
     labels = heat["encoding"]["x"]["sort"]
-    assert labels[0] == "0 · [CLS]" and any("本" in lab for lab in labels)
+    assert labels[0] == "0 · &lt;s&gt;" and any("本" in lab for lab in labels)  # e5 reads Japanese by default
     assert any("facet" in s for s in specs)  # the model view
     assert any(s.get("encoding", {}).get("xOffset", {}).get("field") == "measure" for s in specs)
     assert len(at.get("dataframe")) == 1  # the styled token table
@@ -179,3 +179,48 @@ def test_models_page_cache_size_and_clear():
     assert any("Cleared" in s.value for s in at.success)
     assert default_library().review(doc.sha256).note == "keep me"  # marks are never cleared
     assert default_library().get_document(doc.sha256) is not None
+
+
+def test_claim_picker_defaults_to_the_open_document_and_a_query_stays_on_its_page():
+    from attn_core.samples import sample_documents
+    from pages import _common as ui
+
+    docs = sample_documents()
+    with_claims = [d for d in docs if ac.extract_claims(d)]
+    assert len(with_claims) >= 2
+    opened = with_claims[1]  # not the first: the default must follow the open document
+    for d in docs:
+        default_library().save_document(d)
+    at = AppTest.from_file(DASHBOARD, default_timeout=TIMEOUT)
+    at.session_state["chumoku"] = ui.SessionState(docs=[d.sha256 for d in docs], selected=opened.sha256)
+    at.run()
+    at.switch_page("pages/batch.py").run()
+    assert not at.exception, at.exception
+    at.radio(key="batch.qsource").set_value("A claim of a document").run()
+    assert not at.exception, at.exception
+    patents = at.selectbox(key="batch.qdoc")
+    assert with_claims[patents.value].sha256 == opened.sha256
+    assert "batch" in at.session_state["chumoku"].queries
+    at.switch_page("pages/screen.py").run()
+    assert not at.exception, at.exception
+    assert "screen" not in at.session_state["chumoku"].queries  # never carried silently to another page
+    assert not [i for i in at.info if "Passages are ranked" in i.value]
+
+
+def test_a_stopped_analysis_waits_for_resume():
+    from pages import _common as ui
+
+    doc = ac.document_from_text(EN_TEXT, "stopped.txt", "en")
+    default_library().save_document(doc)
+    at = AppTest.from_file(DASHBOARD, default_timeout=TIMEOUT)
+    at.session_state["chumoku"] = ui.SessionState(docs=[doc.sha256], selected=doc.sha256,
+                                                  stopped={("screen", doc.sha256)})
+    at.run()
+    at.switch_page("pages/screen.py").run()
+    assert not at.exception, at.exception
+    assert any("You stopped the analysis" in i.value for i in at.info)
+    assert not [h for h in at.html if "chumoku-doc" in h.value]  # nothing was run behind the reviewer's back
+    at.button(key="screen.resume").click().run()
+    assert not at.exception, at.exception
+    assert [h for h in at.html if "attn-hl" in h.value]
+    assert ("screen", doc.sha256) not in at.session_state["chumoku"].stopped

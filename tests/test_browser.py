@@ -209,10 +209,36 @@ def test_screen_in_a_real_browser(browser_env):
     box = page.get_by_label("Claim or query")
     box.fill("a SIP container configured to provide the mid-dialog SIP message to the application")
     box.press("Control+Enter")
-    expect(page.get_by_text("Shaded and ranked", exact=False)).to_be_visible()
+    expect(page.get_by_text("Passages are ranked", exact=False)).to_be_visible()
     expect(page.locator("div.chumoku-doc span.attn-hl").first).to_be_visible()
     expect(page.get_by_text("× random", exact=False).first).to_be_visible()
     wait_idle(page)
     page.screenshot(path=str(SHOTS / "screen_query.png"))
+    assert not page.locator('[data-testid="stException"]').count()
+    assert dialogs == []
+
+    # The claim chart: rank the session's documents against the open patent's claim 1, click a cell of the
+    # chart and land on that passage in Screen.
+    page.locator('[data-testid="stSidebarNav"] a', has_text="Batch").click()
+    page.wait_for_url("**/batch**")
+    page.get_by_text("Rank against a claim or query").click()
+    page.get_by_text("A claim of a document").click()
+    expect(page.get_by_text("Claim chart", exact=False).first).to_be_visible()
+    wait_idle(page)
+    chart = page.locator(".st-key-batch-claimchart")
+    expect(chart).to_be_visible()
+    chart.scroll_into_view_if_needed()
+    box = chart.bounding_box()
+    page.screenshot(path=str(SHOTS / "batch_claim_chart.png"))
+    page.mouse.click(box["x"] + min(box["width"] - 20, 360), box["y"] + 35 + 17)  # row 1, first document
+    page.wait_for_url("**/screen**")
+    expect(page.get_by_text("Opened from the claim chart", exact=False)).to_be_visible()
+    page.wait_for_function("""() => [...document.querySelectorAll('div.chumoku-doc .passage')]
+        .some(el => el.style.outline.includes('solid'))""")
+    target = page.evaluate("""() => [...document.querySelectorAll('div.chumoku-doc .passage')]
+        .find(el => el.style.outline.includes('solid')).id""")
+    page.wait_for_timeout(300)
+    assert passage_in_view(page, target), target
+    page.screenshot(path=str(SHOTS / "screen_from_claim_chart.png"))
     assert not page.locator('[data-testid="stException"]').count()
     assert dialogs == []

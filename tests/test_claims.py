@@ -4,8 +4,15 @@ from __future__ import annotations
 import pytest
 
 from attn_core import QueryError, document_from_text, ingest_path
-from attn_core.claims import (Query, claims_region, extract_claims, make_query, normalize_text, split_elements,
-                              without_claims)
+from attn_core.claims import (
+    Query,
+    claims_region,
+    extract_claims,
+    make_query,
+    normalize_text,
+    split_elements,
+    without_claims,
+)
 
 US_PATENTS = ["US06859910B2", "US07272630B2", "US08926509B2", "US08927118B2", "US08930553B2", "US20050004974A1"]
 

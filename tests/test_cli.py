@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, SHARED
 
 CHECKER = SHARED / "tools" / "check_contract.py"

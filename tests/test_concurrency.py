@@ -9,9 +9,9 @@ import textwrap
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from conftest import EN_TEXT, JA_TEXT, REPO
 
 from attn_core import ResultStore, analyze, document_from_text
-from conftest import EN_TEXT, JA_TEXT, REPO
 
 
 def _doc(i: int, lang: str):

@@ -7,13 +7,25 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
+from conftest import EN_TEXT
 
 from attn_core import ResultStore, Settings, analyze, document_from_text
-from attn_core.faithfulness import (Faithfulness, WindowShift, _shift, deletion_count, measure_faithfulness,
-                                    longest_selection, pick_windows, random_selections, ratio, summarize,
-                                    top_selection, window_shifts, word_tokens)
+from attn_core.faithfulness import (
+    Faithfulness,
+    WindowShift,
+    _shift,
+    deletion_count,
+    longest_selection,
+    measure_faithfulness,
+    pick_windows,
+    random_selections,
+    ratio,
+    summarize,
+    top_selection,
+    window_shifts,
+    word_tokens,
+)
 from attn_core.results import ChunkInfo
-from conftest import EN_TEXT
 
 KEYS = {"method", "ratio_random", "ratio_baseline", "fraction", "draws"}
 

@@ -41,8 +41,8 @@ def test_offline_default_is_real_minilm(minilm):
 def test_identity_follows_the_weights(tmp_path, en_bert_dir, models_dir):
     import shutil
 
-    from tiny_models import build_english_bert
     from conftest import EN_TEXT
+    from tiny_models import build_english_bert
 
     a = model_identity("m", en_bert_dir, None)
     other = build_english_bert(models_dir / "en-bert-seed1", EN_TEXT * 2, seed=1)

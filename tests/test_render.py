@@ -4,8 +4,15 @@ from __future__ import annotations
 import re
 
 from attn_core.document import document_from_text
-from attn_core.render import (STYLE_TAG, download_name, escape_markdown, find_hits, find_links_html,
-                              read_first_html, render_document_html)
+from attn_core.render import (
+    STYLE_TAG,
+    download_name,
+    escape_markdown,
+    find_hits,
+    find_links_html,
+    read_first_html,
+    render_document_html,
+)
 from attn_core.results import AnalysisResult, ModelInfo, Passage, Settings, WordScore
 
 TEXT = "[0001] Alpha tunnel packet.\n\n[0002] Beta <script>alert(1)</script> tunnel.\n\n[0003] Gamma TUNNEL end."

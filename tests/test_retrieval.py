@@ -16,6 +16,7 @@ from attn_core.alignment import tokenize_texts
 from attn_core.analysis import special_affixes
 from attn_core.claims import extract_claims, make_query, without_claims
 from attn_core.retrieval import (
+    claim_chart_cells,
     claim_chart_csv,
     claim_chart_rows,
     document_score,
@@ -151,13 +152,17 @@ def test_ranked_documents_json_contract_and_claim_chart(en_bert, tmp_path):
             assert (e["passage"]["start"], e["passage"]["end"]) in spans
     rows = claim_chart_rows(ranked)
     assert [r["element"] for r in rows] == list(q.elements)
-    assert rows[0][ranked[0].document.name] == pytest.approx(ranked[0].elements[0].score, abs=1e-4)
+    assert rows[0][f"1. {ranked[0].document.name}"] == pytest.approx(ranked[0].elements[0].score, abs=1e-4)
     table = list(csv.reader(io.StringIO(claim_chart_csv(ranked))))
     assert table[0][:2] == ["#", "element"] and len(table) == 1 + len(q.elements)
-    assert len(table[0]) == 2 + 4 * len(ranked)
+    assert len(table[0]) == 2 + 5 * len(ranked)
     best = ranked[0]
     m = best.elements[1]
-    assert table[2][3] == " ".join(best.document.text[m.start:m.end].split())
+    assert table[2][4] == " ".join(best.document.text[m.start:m.end].split())
+    cells = claim_chart_cells(ranked)
+    cell = cells[1][f"1. {best.document.name}"]
+    passage = " ".join(best.document.text[m.start:m.end].split())
+    assert cell == "—" if m.start is None else passage.startswith(cell.rstrip("…")[:20])
 
 
 def test_query_without_known_words_is_an_error(en_bert):
