@@ -150,6 +150,15 @@ def _write(text: str, out_dir: Path | None, target: Path | None) -> None:
         raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from exc
 
 
+def _cache_notice() -> None:
+    """One line when the result cache had to be repaired or could not be used (the results are fine)."""
+    from .cache import default_store
+
+    notice = default_store().notice
+    if notice:
+        print(f"warning: {notice}", file=sys.stderr)
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     query = _read_query(args)  # an empty query is refused before any model is loaded
     out_dir = prepare_out_dir(args.out)
@@ -180,6 +189,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             result = reader.with_faithfulness(result)
         _write(_render(result, args.format), out_dir,
                out_path(out_dir, doc.name, args.format, used) if out_dir else None)
+    _cache_notice()
     return status
 
 
@@ -226,6 +236,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     ranked = reader.rank(query, [d for d in docs if d is not None], progress=progress, top_passages=args.top_passages)
     text = to_json(ranked) if args.format == "json" else claim_chart_csv(ranked)
     _write(text, out_dir, out_dir / f"ranking.{args.format}" if out_dir else None)
+    _cache_notice()
     return status
 
 

@@ -1,0 +1,109 @@
+"""The result cache is disposable: damaged, truncated, read-only or full, every analysis still completes, in
+the engine, the CLI and the dashboard, and the reviewer is told in one line."""
+from __future__ import annotations
+
+import pytest
+from conftest import EN_TEXT, REPO
+from streamlit.testing.v1 import AppTest
+from test_cli import _cli
+
+import attn_core as ac
+from attn_core.cache import ResultStore
+
+
+def _filled(path) -> ResultStore:
+    store = ResultStore(path)
+    store.put_many({f"k{i}": bytes(2000) for i in range(200)})
+    return store
+
+
+def _garbage_in_the_middle(path) -> None:
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 4096] = b"\xde\xad\xbe\xef" * 1024
+    data[16:24] = b"\xff" * 8  # and a broken header: page size and format fields
+    path.write_bytes(bytes(data))
+
+
+def _truncated(path) -> None:
+    path.write_bytes(path.read_bytes()[:1500])
+
+
+@pytest.mark.parametrize("damage", [_garbage_in_the_middle, _truncated])
+def test_a_damaged_store_is_moved_aside_and_replaced(tmp_path, damage, en_bert):
+    path = tmp_path / "results.sqlite"
+    _filled(path)
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"results.sqlite{suffix}").unlink(missing_ok=True)
+    damage(path)
+    store = ResultStore(path)
+    reader = ac.Reader(en_bert, store=store)
+    result = reader.read(ac.document_from_text(EN_TEXT, "a.txt", "en"))
+    assert result.words
+    if store.notice is None:  # damage SQLite did not notice at open time shows at the first read or write
+        store.get_many(["k1"])
+    assert store.notice and "moved aside" in store.notice
+    assert list(tmp_path.glob("results.sqlite.damaged-*"))
+    assert not store.disabled and store.count() > 0  # the fresh store caches again
+
+
+def test_a_full_disk_finishes_the_analysis_without_caching(tmp_path, en_bert):
+    store = ResultStore(tmp_path / "results.sqlite")
+    conn = store._conn()
+    conn.execute("PRAGMA max_page_count = %d" % conn.execute("PRAGMA page_count").fetchone()[0])  # SQLite: full
+    import random
+
+    rng, words = random.Random(1), EN_TEXT.split()  # distinct chunks: enough results to need new pages
+    text = " ".join(" ".join(rng.choice(words) for _ in range(12)) + "." for _ in range(400))
+    result = ac.Reader(en_bert, store=store).read(ac.document_from_text(text, "a.txt", "en"))
+    assert result.words and len(result.chunks) >= 1
+    assert store.disabled and "disk is full" in store.notice and "CHUMOKU_DATA_DIR" in store.notice
+
+
+def test_a_read_only_store_still_serves(tmp_path, en_bert):
+    store = ResultStore(tmp_path / "results.sqlite")
+    store._conn().execute("PRAGMA query_only = ON")  # what SQLite reports for a read-only file or folder
+    result = ac.Reader(en_bert, store=store).read(ac.document_from_text(EN_TEXT, "a.txt", "en"))
+    assert result.words and store.disabled and "not writable" in store.notice
+    blocked = tmp_path / "a-file"
+    blocked.write_text("x")
+    other = ResultStore(blocked / "results.sqlite")  # its folder cannot even be created
+    assert other.disabled and other.get_many(["k"]) == {} and other.count() == 0
+
+
+def test_cli_and_dashboard_survive_a_damaged_cache(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "results.sqlite").write_bytes(b"this is not a database" * 500)
+    src = tmp_path / "doc.txt"
+    src.write_text(EN_TEXT, encoding="utf-8")
+    res = _cli("analyze", str(src), "--quiet", env_extra={"CHUMOKU_DATA_DIR": str(data)})
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    assert "moved aside" in res.stderr and res.stdout.startswith("{")
+    again = _cli("analyze", str(src), "--quiet", env_extra={"CHUMOKU_DATA_DIR": str(data)})
+    assert again.returncode == 0 and "moved aside" not in again.stderr  # the fresh store works from then on
+
+
+def test_dashboard_shows_one_line_and_works(tmp_path, monkeypatch):
+    data = tmp_path / "dash"
+    data.mkdir()
+    (data / "results.sqlite").write_bytes(b"not sqlite at all" * 300)
+    monkeypatch.setenv("CHUMOKU_DATA_DIR", str(data))
+    at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    assert any("moved aside" in w.value for w in at.sidebar.warning)
+    at.switch_page("pages/models.py").run()
+    assert not at.exception, at.exception
+
+
+def test_no_sqlite_error_reaches_the_caller_when_the_file_is_swapped_for_garbage(tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite")
+    store.put_many({"a": b"1"})
+    store._close()
+    for p in tmp_path.glob("r.sqlite*"):
+        p.unlink()
+    (tmp_path / "r.sqlite").write_bytes(b"garbage" * 100)
+    assert store.get_many(["a"]) == {}  # repaired on the spot
+    store.put_many({"b": b"2"})
+    assert store.get_many(["b"]) == {"b": b"2"} and store.count() == 1 and "moved aside" in store.notice
