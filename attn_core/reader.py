@@ -33,7 +33,15 @@ from .models import LoadedModel, load_model
 from .progress import Cancel, Progress
 from .relevance import PassageRelevance, lexical_scores, passage_relevance
 from .results import AnalysisResult, Method, Passage, Settings
-from .retrieval import PassageIndex, RankedDocument, check_query, embed_token_ids, index_documents, rank_documents
+from .retrieval import (
+    PassageIndex,
+    RankedDocument,
+    check_query,
+    embed_token_ids,
+    index_documents,
+    rank_documents,
+    stack_lexical_index,
+)
 
 MEMO_ENTRIES = 64
 MIN_CHUNK_TOKENS = 16
@@ -174,7 +182,8 @@ class Reader:
         key = ("index", document.sha256, document.language, len(document.text))
         hit = self._memo_get(key)
         if hit is None:
-            hit = index_documents([document], self.model, store=self.store, use_store=False, cancel=cancel)[0]
+            hit = index_documents([document], self.model, store=self.store, use_store=False, cancel=cancel,
+                                  settings=self.settings)[0]  # the analysis windows: its stored sums answer
             self._memo_put(key, hit)
         return hit
 
@@ -227,8 +236,15 @@ class Reader:
                top_passages)
         ranked = self._memo_get(key)
         if ranked is None:
-            ranked = rank_documents(q, documents, self.model, store=self.store, use_store=False, progress=progress,
-                                    cancel=cancel, top_passages=top_passages)
+            indexes = index_documents(documents, self.model, store=self.store, use_store=False, progress=progress,
+                                      cancel=cancel, settings=self.settings)
+            stack = ("stack-lexical", key[3])  # the same documents ranked against another query reuse it
+            lexical = self._memo_get(stack)
+            if lexical is None:
+                lexical = stack_lexical_index(indexes, q.language)
+                self._memo_put(stack, lexical)
+            ranked = rank_documents(q, documents, self.model, top_passages=top_passages, indexes=indexes,
+                                    lexical_index=lexical)
             self._memo_put(key, ranked)
         by_sha = {d.sha256: d for d in documents}
         return [replace(r, document=by_sha.get(r.document.sha256, r.document)) for r in ranked]

@@ -2,9 +2,12 @@
 
 Each passage (segment.passage_spans, the same units the reader ranks) is embedded once per document and
 model: the model's last hidden state mean-pooled over the passage's tokens (the way sentence-embedding
-models such as the offline MiniLM are trained to be used), L2-normalised. The matrix of a document is
-stored in the ResultStore (kind "embedding"), keyed by model identity, engine version and a hash of the
-passage texts, so a new query only embeds the query itself and does a matrix product.
+models such as the offline MiniLM are trained to be used), L2-normalised. The tokens are read inside the
+analysis windows (pooling.py), so the analysis pass yields the embeddings and `rank` after `analyze` runs
+no model over the document; models read with a passage prefix (e5) embed each passage alone instead. The
+matrix of a document is stored in the ResultStore (kind "embedding"), keyed by model identity, engine
+version, pooling layout and a hash of the passage texts, so a new query only embeds the query itself and
+does a matrix product.
 
 Passage relevance is the hybrid of relevance.py (BM25 and embedding cosine fused by reciprocal rank, for the
 whole claim and each element), computed over the passages of all ranked documents together. Document score
@@ -32,7 +35,7 @@ import numpy as np
 import torch
 
 from .alignment import tokenize_texts
-from .analysis import ENGINE_VERSION, special_affixes
+from .analysis import ENGINE_VERSION, passage_sums, preprocess, special_affixes
 from .batching import default_batch_tokens, length_batches, pad_batch, pad_id
 from .cache import ResultStore, default_store, make_key
 from .claims import Query, make_query
@@ -40,11 +43,13 @@ from .document import Document
 from .errors import QueryError
 from .lexical import LexicalIndex
 from .models import LoadedModel
+from .pooling import POOL_VERSION, SUMS_KIND, decode_sums, encode_sums, pool, pools_in_context
 from .progress import Cancel, Progress, report
 from .relevance import RelevanceMethod, lexical_scores, passage_relevance
+from .results import Settings
 from .segment import PassageSpan, passage_spans
 
-EMBEDDING_VERSION = "1"  # bump when pooling changes: old embeddings stop matching
+EMBEDDING_VERSION = "2"  # bump when pooling changes: old embeddings stop matching (2: in-window pooling)
 TOP_K = 3  # passages averaged into the query term of the document score
 
 
@@ -154,10 +159,16 @@ def _spans(document: Document) -> list[PassageSpan]:
     return passage_spans(document.text, document.language, document.paragraphs)
 
 
-def embedding_key(model: LoadedModel, texts: Sequence[str]) -> str:
-    """Model identity + versions + the passage texts: an edited document or a new model never hits."""
+def embedding_key(model: LoadedModel, texts: Sequence[str], settings: Settings | None = None) -> str:
+    """Model identity + versions + how passages are pooled + the passage texts: an edited document, a new
+    model or other windows (in-context pooling reads passages inside the analysis windows) never hit."""
     pre, suf = special_affixes(model)
-    layout = repr((pre, suf, model.info.max_tokens, "mean-last"))
+    if pools_in_context(model.info.passage_prefix):
+        s = settings or Settings()
+        layout = repr((pre, suf, model.info.max_tokens, "mean-last-in-window", POOL_VERSION, s.chunk_tokens,
+                       s.overlap))
+    else:
+        layout = repr((pre, suf, model.info.max_tokens, "mean-last"))
     return make_key("embedding", EMBEDDING_VERSION, ENGINE_VERSION, model.info.identity, layout,
                     make_key(*texts) if texts else "")
 
@@ -171,16 +182,92 @@ def _decode(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, np.float16, n * d, 8).reshape(n, d).astype(np.float32)
 
 
+def _hidden_size(model: LoadedModel) -> int:
+    cfg = model.model.config
+    return int(getattr(cfg, "hidden_size", 0) or getattr(cfg, "n_embd"))
+
+
+def _embed_alone(documents: Sequence[Document], texts: Sequence[Sequence[str]], model: LoadedModel,
+                 todo: Sequence[int], progress: Progress | None, cached: int, total: int,
+                 batch_tokens: int | None, cancel: Cancel | None) -> dict[int, np.ndarray]:
+    """Each passage embedded alone after the model's passage prefix (models that do not pool in context)."""
+    flat = [t for i in todo for t in texts[i]]
+    ids = tokenize_texts(model.tokenizer, flat)
+
+    def sub_progress(done: int, n: int) -> None:
+        if progress:
+            progress(cached + int((total - cached) * done / max(n, 1)), total)
+
+    mat = embed_token_ids(model, ids, batch_tokens=batch_tokens, progress=sub_progress, cancel=cancel)
+    out, pos = {}, 0
+    for i in todo:
+        n = len(texts[i])
+        out[i] = mat[pos:pos + n]
+        pos += n
+    return out
+
+
+def _embed_in_windows(documents: Sequence[Document], model: LoadedModel, todo: Sequence[int],
+                      store: ResultStore | None, settings: Settings, progress: Progress | None, cached: int,
+                      total: int, batch_tokens: int | None, cancel: Cancel | None
+                      ) -> tuple[dict[int, np.ndarray], set[int]]:
+    """Passage embeddings pooled in the analysis windows (pooling.py): the segment sums an analysis stored
+    are read back, and only windows never analysed run the model (all documents' windows batched together).
+    Returns the vectors and the documents for which the model ran."""
+    dim = _hidden_size(model)
+    out: dict[int, np.ndarray] = {}
+    prepared = {}
+    for i in todo:
+        if not documents[i].text.strip():
+            out[i] = np.zeros((0, dim), np.float32)
+            continue
+        prepared[i] = preprocess(documents[i], model, settings, pool=True)
+    wanted = [k for p in prepared.values() for k in (p.sum_keys or []) if k]
+    found = store.get_many(list(dict.fromkeys(wanted))) if store is not None and wanted else {}
+    sums: dict[str, np.ndarray] = {k: decode_sums(v) for k, v in found.items()}
+    missing: dict[str, tuple] = {}
+    ran: set[int] = set()
+    for i, p in prepared.items():
+        for c, k in zip(p.chunks, p.sum_keys or []):
+            if k and k not in sums and k not in missing:
+                missing[k] = (p, c)
+                ran.add(i)
+    if missing:
+        def sub_progress(done: int, n: int) -> None:
+            if progress:
+                progress(cached + int((total - cached) * done / max(n, 1)), total)
+
+        items = list(missing.items())
+        fresh = passage_sums(model, [pc for _, pc in items], batch_tokens=batch_tokens, progress=sub_progress,
+                             cancel=cancel)
+        for (k, _), v in zip(items, fresh):
+            sums[k] = v
+        if store is not None:
+            store.put_many({k: encode_sums(v) for (k, _), v in zip(items, fresh)}, kind=SUMS_KIND)
+    for i, p in prepared.items():
+        assert p.segments is not None and p.sum_keys is not None and p.passages is not None
+        per_chunk = [sums[k] if k else np.zeros((0, dim), np.float32) for k in p.sum_keys]
+        out[i] = pool(len(p.passages), p.segments, per_chunk, dim)
+    return out, ran
+
+
 def index_documents(documents: Sequence[Document], model: LoadedModel, *, store: ResultStore | None = None,
                     use_store: bool = True, progress: Progress | None = None,
-                    batch_tokens: int | None = None, cancel: Cancel | None = None) -> list[PassageIndex]:
-    """Passage embeddings of every document: read from the store when present, else computed (all
-    missing documents' passages batched together by length) and saved. Progress counts passages."""
+                    batch_tokens: int | None = None, cancel: Cancel | None = None,
+                    settings: Settings | None = None) -> list[PassageIndex]:
+    """Passage embeddings of every document: read from the store when present, else computed and saved.
+
+    Most models pool each passage inside the analysis windows (pooling.py), so a document that was analysed
+    is indexed from the sums its analysis stored, without running the model; `settings` (chunk size and
+    overlap) must be the analysis's for its windows to match. Models read with a passage prefix (e5) embed
+    each passage alone (all missing documents' passages batched together by length). Progress counts
+    passages."""
     if store is None and use_store:
         store = default_store()
+    settings = settings or Settings()
     spans = [_spans(d) for d in documents]
     texts = [[d.text[s.start:s.end] for s in sp] for d, sp in zip(documents, spans)]
-    keys = [embedding_key(model, t) for t in texts]
+    keys = [embedding_key(model, t, settings) for t in texts]
     found = store.get_many(list(dict.fromkeys(keys))) if store is not None else {}
     vectors: dict[int, np.ndarray] = {}
     for i, k in enumerate(keys):
@@ -193,27 +280,22 @@ def index_documents(documents: Sequence[Document], model: LoadedModel, *, store:
     cached = total - sum(len(texts[i]) for i in todo)
     if progress:
         progress(cached, total)
+    ran: set[int] = set(todo)
     if todo:
-        flat = [t for i in todo for t in texts[i]]
-        ids = tokenize_texts(model.tokenizer, flat)
-
-        def sub_progress(done: int, n: int) -> None:
-            if progress:
-                progress(cached + int((total - cached) * done / max(n, 1)), total)
-
-        mat = embed_token_ids(model, ids, batch_tokens=batch_tokens, progress=sub_progress, cancel=cancel)
-        fresh: dict[str, bytes] = {}
-        pos = 0
+        if pools_in_context(model.info.passage_prefix):
+            fresh, ran = _embed_in_windows(documents, model, todo, store, settings, progress, cached, total,
+                                           batch_tokens, cancel)
+        else:
+            fresh = _embed_alone(documents, texts, model, todo, progress, cached, total, batch_tokens, cancel)
         for i in todo:
-            n = len(texts[i])
-            vectors[i] = mat[pos:pos + n]
-            pos += n
-            fresh[keys[i]] = _encode(vectors[i])
+            if fresh[i].shape[0] != len(texts[i]):  # segmentation and pooling disagree: never mix passages up
+                raise RuntimeError(f"{documents[i].name}: {fresh[i].shape[0]} embeddings for {len(texts[i])} passages")
+            vectors[i] = fresh[i]
         if store is not None:
-            store.put_many(fresh, kind="embedding")
+            store.put_many({keys[i]: _encode(vectors[i]) for i in todo}, kind="embedding")
     if progress:
         progress(total, total)
-    return [PassageIndex(d, spans[i], vectors[i], i not in todo) for i, d in enumerate(documents)]
+    return [PassageIndex(d, spans[i], vectors[i], i not in ran) for i, d in enumerate(documents)]
 
 
 # ------------------------------------------------------------------------------------------------ query
@@ -246,11 +328,16 @@ def document_score(query_sims: np.ndarray, element_best: Sequence[float], k: int
     return 0.5 * top + 0.5 * float(np.mean(element_best))
 
 
+def stack_lexical_index(indexes: Sequence[PassageIndex], language: str) -> LexicalIndex:
+    """One BM25 index over the passages of all documents of a ranking (term rarity is the stack's)."""
+    return LexicalIndex([ix.text(i) for ix in indexes for i in range(len(ix.spans))], language)
+
+
 def rank_documents(query: Query | str, documents: Sequence[Document], model: LoadedModel, *,
                    store: ResultStore | None = None, use_store: bool = True, progress: Progress | None = None,
                    top_passages: int = 5, indexes: Sequence[PassageIndex] | None = None,
-                   cancel: Cancel | None = None, method: RelevanceMethod = RelevanceMethod.HYBRID
-                   ) -> list[RankedDocument]:
+                   cancel: Cancel | None = None, method: RelevanceMethod = RelevanceMethod.HYBRID,
+                   lexical_index: LexicalIndex | None = None) -> list[RankedDocument]:
     """Documents best first, each with its best passages and, per query element, its best passage.
 
     Passages of all documents are ranked together by hybrid relevance (relevance.py: BM25 over the whole
@@ -270,8 +357,9 @@ def rank_documents(query: Query | str, documents: Sequence[Document], model: Loa
     texts = [ix.text(i) for ix in indexes for i in range(len(ix.spans))]
     bounds = np.cumsum([0] + [len(ix.spans) for ix in indexes])
     if texts:
-        language = q.language if all(ix.document.language == q.language for ix in indexes) else "ja"
-        lexical = lexical_scores(LexicalIndex(texts, language), units)
+        if lexical_index is None or len(lexical_index) != len(texts):
+            lexical_index = stack_lexical_index(indexes, q.language)
+        lexical = lexical_scores(lexical_index, units)
         vectors = np.concatenate([ix.vectors for ix in indexes if len(ix.spans)])
         rel = passage_relevance(lexical, (vectors @ qv.T).T, method)
         fused = rel.per_element if len(elements) > 1 else rel.scores[None, :]
