@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs everything the tests need (Python packages, Debian Chromium + CJK fonts) and runs every test.
+# Installs everything the tests need (Python packages, Debian Chromium + CJK fonts), lints, and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")"
 [ -x .venv/bin/python ] || python3 -m venv .venv
@@ -13,4 +13,5 @@ if [ ! -x /usr/lib/chromium/chromium ] || ! fc-list 2>/dev/null | grep -qi "Noto
   fi
 fi
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+.venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"
