@@ -27,7 +27,7 @@ from .claims import Query, make_query
 from .document import Document
 from .errors import SettingsError
 from .faithfulness import Faithfulness, measure_faithfulness
-from .guided import guided_analyze
+from .guided import guided_analyze, plan_query
 from .lexical import LexicalIndex
 from .models import LoadedModel, load_model
 from .progress import Cancel, Progress
@@ -44,6 +44,7 @@ from .retrieval import (
 )
 
 MEMO_ENTRIES = 64
+CHARS_PER_TOKEN = 3.0  # rough, for estimates only (English ≈ 4.5, Japanese ≈ 1.6 with e5)
 MIN_CHUNK_TOKENS = 16
 
 
@@ -101,6 +102,7 @@ class Reader:
         self._memo: OrderedDict[Hashable, Any] = OrderedDict()
         self._memo_entries = memo_entries
         self._lock = threading.Lock()
+        self._rate: float | None = None  # tokens/s of this Reader's last fresh analysis
 
     @classmethod
     def load(cls, model_id: str | None = None, settings: Settings | None = None, **kw: Any) -> "Reader":
@@ -169,6 +171,7 @@ class Reader:
         if q is None:
             result = analyze(document, self.model, s, progress=progress, store=self.store, use_store=False,
                              cancel=cancel)
+            self._measure(result)
         else:
             result = guided_analyze(document, self.model, q, element=element, settings=s, store=self.store,
                                     use_store=False, progress=progress, cancel=cancel)
@@ -227,6 +230,50 @@ class Reader:
                             p.section, int(rel.element[i]) if element is None and len(query.elements) > 1 else element)
                     for i, p in enumerate(result.passages)]
         return replace(result, passages=passages, query=replace(result.query, ranking="relevance"))
+
+    def estimate_seconds(self, document: Document, query: Query | str | None = None, element: int | None = None,
+                         settings: Settings | None = None) -> float:
+        """About how long a fresh reading takes (0 when it is in memory): tokens to run through the model
+        over the throughput this Reader measured on its last runs (a conservative default before that).
+        The UI asks before a long run and offers Stop during it."""
+        s = self.check(settings)
+        q = self.check_query(query) if query is not None else None
+        if self._memo_get(self._read_key(document, s, q, element)) is not None:
+            return 0.0
+        prepared = preprocess(document, self.model, s)
+        tokens = sum(c.size + len(prepared.prefix) + len(prepared.suffix) for c in prepared.chunks)
+        if q is not None:
+            plan = plan_query(self.model, q, element)
+            tokens = tokens * len(plan.passes) * (1 + max(len(ids) for _, ids in plan.passes) / max(plan.doc_budget, 1))
+            tokens += sum(c.size for c in prepared.chunks)  # passage embeddings for the relevance ranking
+        return tokens / self._tokens_per_second
+
+    def estimate_rank_seconds(self, query: Query | str, documents: Sequence[Document]) -> float:
+        """About how long ranking these documents takes: 0 when answered from memory, else the passage
+        embeddings of the documents this process has not indexed (their stored copies are read back fast;
+        this over-estimates those rather than under-estimate a cold stack)."""
+        q = self.check_query(query)
+        key = ("rank", q.text, tuple(q.elements), tuple((d.sha256, d.language, len(d.text)) for d in documents), 5)
+        if self._memo_get(key) is not None:
+            return 0.0
+        chars = sum(len(d.text) for d in documents
+                    if self._memo_get(("index", d.sha256, d.language, len(d.text))) is None)
+        return chars / CHARS_PER_TOKEN / self._tokens_per_second
+
+    @property
+    def _tokens_per_second(self) -> float:
+        with self._lock:
+            if self._rate:
+                return self._rate
+        return 20_000.0 if str(self.model.info.device).startswith("cuda") else 1_500.0
+
+    def _measure(self, result: AnalysisResult) -> None:
+        """Remember the throughput of a fresh run (for estimates)."""
+        fresh = len(result.chunks) - result.cached_chunks
+        if fresh >= 4 and result.seconds > 0.5:
+            tokens = sum(c.n_tokens for c in result.chunks) * fresh / max(len(result.chunks), 1)
+            with self._lock:
+                self._rate = tokens / result.seconds
 
     def rank(self, query: Query | str, documents: Sequence[Document], *, progress: Progress | None = None,
              cancel: Cancel | None = None, top_passages: int = 5) -> list[RankedDocument]:

@@ -28,6 +28,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .claims import extract_claims
+from .document import Document
 from .lexical import LexicalIndex
 
 RRF_K = 60
@@ -113,3 +115,16 @@ def passage_relevance(lexical: np.ndarray, cosine: np.ndarray,
     scores, element = combine_units(units, k)
     per_element = units[1:] / (2.0 / (k + 1)) if units.shape[0] > 2 else units[:1] / (2.0 / (k + 1))
     return PassageRelevance(scores, element, per_element, lexical, cosine, method)
+
+
+def own_claim_relevance(document: Document, spans: Sequence[tuple[int, int]]) -> np.ndarray | None:
+    """BM25 of each passage against the document's own first claim, or None when it has no claims.
+
+    Without a query, a patent still says what it is about: its first (independent) claim. The passages
+    that share its terms are the summary and the main embodiment a reviewer reads first — the same
+    evidence an examiner uses to find "the embodiment the claim reads on"."""
+    claims = extract_claims(document)
+    if not claims or not claims[0].text.strip():
+        return None
+    index = LexicalIndex([document.text[s:e] for s, e in spans], document.language)
+    return index.scores(claims[0].text)

@@ -96,25 +96,34 @@ def passage_score(word_percentiles: np.ndarray, doc_mean: float, prior: float = 
 
 def rank_passages(spans: Sequence[tuple[int, int, str | None, int | None]], words: Sequence[WordScore],
                   sections: Sequence[str] | None = None, weights: Mapping[str, float] | None = None,
-                  duplicates: Collection[int] = ()) -> list[Passage]:
+                  duplicates: Collection[int] = (), evidence: np.ndarray | None = None) -> list[Passage]:
     """Score passages (start, end, label, page) from their words and rank them (1 = read first).
 
-    Patents: each passage's attention score is multiplied by the weight of its section (sections.py says
-    why: a reviewer reads the summary, independent claims and main embodiment first, never the drawing
-    list) and a passage repeating an earlier one scores 0, so it sinks to the end of the list."""
+    Patents (`sections` and `weights` given): the attention ranking is fused by reciprocal rank with
+    `evidence` (each passage's BM25 against the patent's own first claim, relevance.own_claim_relevance)
+    when there is some, then weighted by the passage's section (sections.py says why: a reviewer reads
+    the independent claims, summary and main embodiment first, never the drawing list); a passage repeating
+    an earlier one scores 0, so it sinks to the end. Scores stay in 0..1."""
+    from .relevance import RRF_K, rrf_ranks
+
     starts = np.array([w.start for w in words], dtype=np.int64)
     pct = np.array([w.score for w in words], dtype=np.float64)
     doc_mean = float(pct.mean()) if len(pct) else 0.0
-    scored = []
-    for i, (s, e, label, page) in enumerate(spans):
-        lo, hi = np.searchsorted(starts, s), np.searchsorted(starts, e)
-        score = passage_score(pct[lo:hi], doc_mean)
-        if sections is not None and weights is not None:
-            score *= weights.get(sections[i], 1.0)
-        if i in duplicates:
-            score = 0.0
-        scored.append((score, s, e, label, page))
-    order = sorted(range(len(scored)), key=lambda i: (-scored[i][0], scored[i][1]))
+    attention = np.array([passage_score(pct[np.searchsorted(starts, s):np.searchsorted(starts, e)], doc_mean)
+                          for s, e, _, _ in spans], dtype=np.float64)
+    scores = attention
+    if sections is not None and weights is not None:
+        top = max(weights.values()) or 1.0
+        if evidence is not None and len(evidence) == len(spans) and float(np.max(evidence, initial=0.0)) > 0:
+            best = 2.0 / (RRF_K + 1)
+            scores = (1.0 / (RRF_K + rrf_ranks(attention)) + 1.0 / (RRF_K + rrf_ranks(evidence, floor_zero=True))) / best
+        scores = scores * np.array([weights.get(sec, 1.0) for sec in sections]) / top
+    scores = scores.copy()
+    for i in duplicates:
+        if 0 <= i < len(scores):
+            scores[i] = 0.0
+    order = sorted(range(len(spans)), key=lambda i: (-scores[i], spans[i][0]))
     rank = {i: r + 1 for r, i in enumerate(order)}
-    return [Passage(s, e, round(sc, 6), rank[i], label, page, None if sections is None else str(sections[i]))
-            for i, (sc, s, e, label, page) in enumerate(scored)]
+    return [Passage(s, e, round(float(scores[i]), 6), rank[i], label, page,
+                    None if sections is None else str(sections[i]))
+            for i, (s, e, label, page) in enumerate(spans)]

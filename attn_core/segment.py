@@ -150,6 +150,8 @@ def _is_abbreviation(text: str, dot: int) -> bool:
     while start > 0 and not text[start - 1].isspace():
         start -= 1
     word = text[start:dot + 1].lstrip("([\"'“‘").lower()
+    if re.fullmatch(r"[0-9]{1,3}\.", word) and (start == 0 or text[start - 1] == "\n"):
+        return True  # "6. A method for…": a claim or list number opening a line, not the end of a sentence
     return word in _ABBREVIATIONS or bool(re.fullmatch(r"(?:[a-z]\.)+", word))
 
 

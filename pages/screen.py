@@ -161,12 +161,14 @@ elif (result := ui.cached_result(doc, reader)) is None:
                 status.update(label=f"{md(doc.name)} could not be analysed", state="error")
         stop_slot.empty()
 if result is not None and query is not None:
-    result = None
+    salient, result = result, None
     reader = ui.current_reader([doc.language, query.language])  # a cross-lingual query: the multilingual model
     try:
-        result = ui.read(doc, reader, query, element, container=progress_area, what="query × chunk passes")
+        result = ui.read_when_asked(doc, reader, query, element, progress_area, page="screen")
     except ac.ChumokuError as exc:
         st.error(md(exc.message), icon=":material/error:")
+    if result is None:
+        result, query = salient, None  # until the reviewer runs it (or after Stop), the salient view stays
 
 # ---- the selected document ------------------------------------------------------------------------------
 if result is not None:
