@@ -12,7 +12,8 @@ from attn_core.models import AUTO_MODEL_ID
 from attn_core.samples import SAMPLES, sample_documents
 from pages import _common as ui
 
-st.set_page_config(page_title="Chumoku · where to read first", page_icon="注", layout="wide")
+# A Material icon, not a character: "注" or an emoji is a blank box in the tab on machines without the font.
+st.set_page_config(page_title="Chumoku · where to read first", page_icon=":material/visibility:", layout="wide")
 ui.init_state()
 
 MODEL_CHOICES = [AUTO_MODEL_ID] + [m.id for m in ac.RECOMMENDED_MODELS]
@@ -63,22 +64,68 @@ def home() -> None:
     st.subheader("Try it")
     st.caption(" · ".join(f"{s.title} — {s.licence}" for s in SAMPLES))
     if st.button("Open the demo documents", type="primary", key="demo"):
-        for doc in sample_documents():
+        samples = sample_documents()
+        for doc in samples:
             ui.add_document(doc)
-        ui.state().selected = ui.state().docs[0]
+        ui.state().selected = samples[0].sha256  # not docs[0]: the workspace may hold older documents
         st.switch_page(SCREEN)
     st.page_link(SCREEN, label="Screen your own documents", icon=":material/description:")
     st.page_link(BATCH, label="Screen dozens of documents, or rank them against a claim", icon=":material/table_view:")
 
 
+def auth_providers() -> list[str | None]:
+    """The providers named in `[auth]`: `[auth.company]`-style sections, else the one unnamed provider (None)."""
+    try:
+        section = st.secrets["auth"]
+        named = [k for k, v in section.items() if hasattr(v, "keys")]
+    except Exception:  # noqa: BLE001 - no [auth]: mode() said single-user already
+        named = []
+    return named or [None]
+
+
+def sign_in() -> None:
+    """Team mode, before sign-in: nothing of the workspace runs or shows until the reviewer is known."""
+    st.title("Chumoku — sign in")
+    st.markdown("This server is run for a team: sign in with your company account to see your documents and "
+                "your matters. Each reviewer has a private area; matters are shared with their members.")
+    for provider in auth_providers():
+        label = "Sign in" if provider is None else f"Sign in with {ui.escape_markdown(provider)}"
+        if st.button(label, type="primary", key=f"account.login.{provider or 'default'}", icon=":material/login:"):
+            if provider is None:
+                st.login()  # the unnamed provider configured directly under [auth]
+            else:
+                st.login(provider)
+    st.caption("Opened a share link? Sign in, then open the link again: the document opens if it is yours or "
+               "belongs to one of your matters.")
+
+
+def account() -> None:
+    """Who is signed in (team mode) or that the workspace is shared (single-user mode), in the sidebar."""
+    with st.sidebar:
+        who = ui.reviewer()
+        if ui.mode() == ui.Mode.TEAM and who is not None:
+            st.caption(f"Signed in as **{ui.escape_markdown(who)}**")
+            if st.button("Sign out", key="account.logout", icon=":material/logout:"):
+                st.logout()
+        else:
+            st.caption(ui.SINGLE_USER_NOTICE)
+
+
+LIBRARY = st.Page("pages/library.py", title="Library", icon=":material/folder_open:", url_path="library")
 SCREEN = st.Page("pages/screen.py", title="Screen", icon=":material/description:", url_path="screen")
 EXPLORER = st.Page("pages/explorer.py", title="Explorer", icon=":material/biotech:", url_path="explorer")
 BATCH = st.Page("pages/batch.py", title="Batch & claims", icon=":material/table_view:", url_path="batch")
 MODELS = st.Page("pages/models.py", title="Models & cache", icon=":material/settings:", url_path="models")
 HOME = st.Page(home, title="Home", icon=":material/home:", default=True)
 
-PAGES = [HOME, SCREEN, EXPLORER, BATCH, MODELS]
+PAGES = [HOME, LIBRARY, SCREEN, EXPLORER, BATCH, MODELS]
+if ui.mode() == ui.Mode.TEAM and ui.reviewer() is None:
+    ui.state().docs, ui.state().selected = [], None
+    st.navigation([st.Page(sign_in, title="Sign in", icon=":material/login:", default=True)]).run()
+    st.stop()
+ui.sync_workspace()  # a reload, a new tab or another reviewer's change: the session lists its workspace
 ui.state().model_slot = sidebar()
+account()
 ui.state().readers = {}  # this run has not asked for a model yet
 navigation = st.navigation(PAGES)
 if (route := st.query_params.get(ui.ROUTE_PARAM)) is not None:  # finish ui.ensure_navigation's detour

@@ -24,6 +24,14 @@ CJK_FONT_DIRS = (Path("/usr/share/fonts/opentype/noto"), Path("/usr/share/fonts/
 EXPORT_FONT = '"Noto Sans CJK JP", "Noto Sans JP", "Hiragino Sans", "Yu Gothic", sans-serif'
 HEATMAP_MAX_TOKENS = 64  # default window: 64² cells stay readable and light in a browser
 SCHEME = "oranges"
+# Pixels a chart may take across the page's main column (wide layout, sidebar open, a 1280–1400 px screen),
+# axis labels and legend included. Wider, and Streamlit clips the right-hand side.
+PAGE_WIDTH = 860
+HEATMAP_DECORATION = 230  # px the heatmap's row labels, axis title and legend take beside its cells
+SCORES_DECORATION = 100  # px the score chart's y axis and padding take beside its bars
+# Charts are sized here ("pad"): Streamlit's default "fit" squeezes a fixed-size chart into its box, so a
+# 14-px row became ~11 px and its theme then dropped every second label that no longer fitted.
+PAD = alt.AutoSizeParams(type="pad", contains="padding")
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -77,9 +85,11 @@ def heatmap(ca: ChunkAttention, layer: int, head: int | str = "mean", window: tu
     df = heatmap_data(ca, layer, head, window)
     order = list(dict.fromkeys(df["key"]))
     n = len(order)
-    cell = cell or max(3, min(14, 900 // max(1, n)))
+    cell = cell or max(3, min(14, (PAGE_WIDTH - HEATMAP_DECORATION) // max(1, n)))
     show_labels = cell >= 8
-    axis = alt.Axis(labels=show_labels, ticks=show_labels, labelLimit=120, labelFontSize=min(11, cell))
+    # labelOverlap=False: every token gets its label (Streamlit's theme turns overlap thinning on)
+    axis = alt.Axis(labels=show_labels, ticks=show_labels, labelLimit=120, labelFontSize=min(11, cell - 1),
+                    labelOverlap=False, labelSeparation=0)
     head_txt = head if isinstance(head, str) else f"head {head}"
     return alt.Chart(df, title=f"Layer {layer} · {head_txt}: who attends to whom").mark_rect().encode(
         x=alt.X("key:N", sort=order, title="key (attended to)", axis=axis),
@@ -87,7 +97,7 @@ def heatmap(ca: ChunkAttention, layer: int, head: int | str = "mean", window: tu
         color=alt.Color("weight:Q", scale=alt.Scale(scheme=SCHEME), title="weight"),
         tooltip=[alt.Tooltip("query:N", title="query"), alt.Tooltip("key:N", title="key"),
                  alt.Tooltip("weight:Q", format=".4f")],
-    ).properties(width=cell * n, height=cell * n)
+    ).properties(width=cell * n, height=cell * n, autosize=PAD)
 
 
 def _pool(a: np.ndarray, bins: int) -> np.ndarray:
@@ -155,15 +165,19 @@ def token_scores_chart(ca: ChunkAttention, layer: int | str = "last", head: int 
     """Grouped bars per token: what [CLS] attends to vs. what all queries attend to on average."""
     df = token_scores_data(ca, layer, head, causal, window)
     order = list(dict.fromkeys(df["token"]))
-    step = max(6, min(24, 1400 // max(1, len(order))))
+    # A fixed width in pixels, not a step per bar: two bars per token at a readable step made a 64-token
+    # window ~3,500 px wide, and Streamlit clipped everything past the page's edge.
+    width = max(120, min(PAGE_WIDTH - SCORES_DECORATION, 24 * len(order)))
+    band = width / max(1, len(order))
+    axis = alt.Axis(labelAngle=-60 if band >= 18 else -90, labelLimit=100, labels=band >= 8,
+                    labelFontSize=min(11, max(6, int(band) - 1)), labelOverlap=False, labelSeparation=0)
     return alt.Chart(df, title=f"Reduced scores per token (layer {layer}, head {head})").mark_bar().encode(
-        x=alt.X("token:N", sort=order, title=None, axis=alt.Axis(labelAngle=-60, labelLimit=100,
-                                                                   labels=step >= 10)),
+        x=alt.X("token:N", sort=order, title=None, axis=axis),
         xOffset=alt.XOffset("measure:N"),
         y=alt.Y("score:Q", title="share of the chunk's attention"),
         color=alt.Color("measure:N", title=None, legend=alt.Legend(orient="top")),
         tooltip=["token:N", "measure:N", alt.Tooltip("score:Q", format=".4f")],
-    ).properties(width=alt.Step(step), height=260)
+    ).properties(width=width, height=260, autosize=PAD)
 
 
 def token_table(ca: ChunkAttention, method: str = "received", layer: int | str = "last",

@@ -5,6 +5,7 @@ hold what must survive a page switch: the session's documents, the open document
 """
 from __future__ import annotations
 
+import enum
 import logging
 import math
 from dataclasses import dataclass, field, replace
@@ -14,9 +15,11 @@ import streamlit as st
 
 import attn_core as ac
 from attn_core import render
-from attn_core.library import Library, default_library
+from attn_core.ingest_worker import ingest_isolated
+from attn_core.library import SINGLE_USER, Library, default_library, normalise_identity
 from attn_core.models import AUTO_MODEL_ID, Availability, availability, resolve_model_id
 from attn_core.render import escape_markdown
+from attn_core.sharing import default_share_links
 
 ROUTE_PARAM = "page"  # set while a link that reached a page before the entry script is routed through it
 
@@ -40,7 +43,8 @@ def ensure_navigation() -> None:
 class SessionState:
     """Everything this reviewer's session keeps across reruns and pages (widget values live in their keys)."""
 
-    docs: list[str] = field(default_factory=list)  # SHA-256 of the documents this session uploaded, in order
+    docs: list[str] = field(default_factory=list)  # SHA-256 of the documents this session lists: its workspace's
+    # (sync_workspace, every run) and its own uploads, in order
     names: dict[str, str] = field(default_factory=dict)  # sha -> the file name *this* session uploaded it as
     lang_override: dict[str, str] = field(default_factory=dict)  # sha -> "ja" | "en" chosen by the reviewer
     errors: list[tuple[str, str]] = field(default_factory=list)  # (file name, message) of the last upload batch
@@ -54,6 +58,7 @@ class SessionState:
     seen_uploads: set = field(default_factory=set)  # file_id of uploads already ingested
     queries: dict[str, ac.Query] = field(default_factory=dict)  # page -> the claim or query entered there
     focus: tuple[str, int] | None = None  # (sha, character offset): a passage to bring into view on Screen
+    approved: set = field(default_factory=set)  # long claim readings the reviewer asked to run
     stopped: set = field(default_factory=set)  # (page, sha) runs the reviewer stopped; resumed on request
     started: bool = False
     # per run, not per session: the model slot in the sidebar and the Readers loaded in this run
@@ -62,8 +67,8 @@ class SessionState:
 
 
 STATE = "chumoku"
-SHARED_PARAMS = {"doc": "selected", "model": "model_id", "method": "method", "layer": "layer", "head": "head",
-                 "top": "top_percent"}
+SHARED_PARAMS = {"model": "model_id", "method": "method", "layer": "layer", "head": "head", "top": "top_percent"}
+SHARE_PARAM = "share"  # an unguessable token naming a shared view (sharing.py); documents are never named by hash
 UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in ac.SUPPORTED_EXTENSIONS)
 SESSION_MAX_BYTES = 200 * 1024 * 1024  # all uploads of one session together
 
@@ -89,16 +94,35 @@ def parse_param(field_name: str, raw: str):
     return raw[:300]
 
 
+def offered_models() -> list[str]:
+    """The models this server offers in its sidebar: a link may pick one of these, never an arbitrary
+    folder or hub id (that would let anyone make the server load any path and learn which exist)."""
+    return [AUTO_MODEL_ID] + [m.id for m in ac.RECOMMENDED_MODELS]
+
+
+def apply_params(params: dict[str, str]) -> None:
+    s = state()
+    for param, name in SHARED_PARAMS.items():
+        if param not in params:
+            continue
+        value = parse_param(name, params[param])
+        if name == "model_id" and value not in offered_models():
+            continue
+        setattr(s, name, value)
+
+
 def init_state() -> None:
-    """Defaults once per session; a share link's query params win on the first run."""
+    """Defaults once per session; a share link's view wins on the first run (its token, then its params)."""
     s = state()
     if not s.started:
         s.started = True
-        for param, name in SHARED_PARAMS.items():
-            if param in st.query_params:
-                setattr(s, name, parse_param(name, st.query_params[param]))
-        if s.selected:
-            open_shared(s.selected)
+        apply_params(st.query_params.to_dict())
+        token = st.query_params.get(SHARE_PARAM)
+        view = default_share_links().resolve(token) if token else None
+        if view is not None:
+            apply_params(view.params)
+            s.selected = view.sha256
+            open_shared(view.sha256)
 
 
 def share_params() -> dict[str, str]:
@@ -118,10 +142,15 @@ def sync_query_params() -> None:
 
 
 def share_url(page: str = "screen") -> str:
-    """The full link to this view on this server (relative when the server's address is unknown)."""
+    """The full link to this view on this server (relative when the server's address is unknown): the
+    settings, and the open document by an unguessable token made for this link."""
     from urllib.parse import urlencode, urlsplit
 
-    query = urlencode(share_params())
+    params = share_params()
+    s = state()
+    if s.selected:
+        params[SHARE_PARAM] = default_share_links().create(s.selected, dict(params), reviewer())
+    query = urlencode(params)
     try:
         parts = urlsplit(st.context.url or "")
         base = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
@@ -184,6 +213,98 @@ def library() -> Library:
     return default_library()
 
 
+# ---- identity and workspace ----------------------------------------------------------------------------
+class Mode(enum.StrEnum):
+    """How this server is run: one shared workspace, or reviewers who sign in (OpenID Connect)."""
+
+    SINGLE_USER = "single-user"
+    TEAM = "team"
+
+
+SINGLE_USER_NOTICE = "Single-user mode: everyone who opens this server shares one workspace."
+NOBODY = "\x00nobody"  # the viewer before sign-in on a team server: an identity no provider issues, sees nothing
+
+
+def mode() -> Mode:
+    """Team mode exactly when `.streamlit/secrets.toml` has an `[auth]` section, i.e. when `st.login` works:
+    a server without a login must not pretend to keep reviewers apart."""
+    secrets = st.secrets
+    try:
+        return Mode.TEAM if secrets.load_if_toml_exists() and "auth" in secrets else Mode.SINGLE_USER
+    except Exception:  # noqa: BLE001 - an unreadable secrets file: Streamlit logs it; no login is possible
+        return Mode.SINGLE_USER
+
+
+def reviewer() -> str | None:
+    """Who is marking: the single-user workspace's reviewer (SINGLE_USER), the signed-in reviewer's e-mail
+    (else their OIDC subject) in team mode, or None on a team server before sign-in."""
+    if mode() == Mode.SINGLE_USER:
+        return SINGLE_USER
+    user = st.user
+    if not user.get("is_logged_in"):
+        return None
+    identity = user.get("email") or user.get("sub")
+    return normalise_identity(str(identity)) if identity else None
+
+
+def viewer() -> str | None:
+    """Whose documents this session may see, as the library takes it: None (single-user: everything), the
+    signed-in reviewer, or NOBODY before sign-in."""
+    if mode() == Mode.SINGLE_USER:
+        return None
+    return reviewer() or NOBODY
+
+
+def reviewer_label(identity: str | None) -> str:
+    """A reviewer's name as pages show it (escape it for Markdown/HTML where it is rendered)."""
+    from attn_core.library import reviewer_label as label
+
+    return label(identity or "")
+
+
+def may_see(sha: str) -> bool:
+    """Whether this session may open the document: share links and the Library page both ask."""
+    return isinstance(sha, str) and len(sha) == 64 and library().can_see(viewer(), sha)
+
+
+def sync_workspace() -> None:
+    """Keep this session's document list in step with its workspace, on every run (dashboard.py calls it).
+
+    Single-user mode: every document of the library, so a reload or a new tab finds them all. Team mode:
+    the reviewer's own documents and those of their matters; one that was removed, or whose matter the
+    reviewer left, drops out. The session's own order and upload names (SessionState.names) are kept."""
+    s = state()
+    visible = library().document_shas(viewer())
+    allowed = set(visible)
+    known = [sha for sha in s.docs if sha in allowed]
+    seen = set(known)
+    s.docs = known + [sha for sha in visible if sha not in seen]
+    if s.selected is not None and s.selected not in allowed:
+        s.selected = None
+
+
+def open_document(sha: str) -> bool:
+    """Open a stored document in this session (the Library page): no upload, the same access check as a
+    share link. False when this reviewer may not see it (or it is gone)."""
+    if not may_see(sha):
+        return False
+    s = state()
+    if sha not in s.docs:
+        s.docs.append(sha)
+    s.selected = sha
+    return True
+
+
+def _remember_reading(result: ac.AnalysisResult) -> None:
+    """The Library page lists the model that last read each document."""
+    try:
+        st_ = result.settings
+        library().record_reading(result.document.sha256, result.model.id, result.model.identity, str(st_.method),
+                                 st_.layer, st_.head)
+    except Exception:  # noqa: BLE001 - bookkeeping never takes a page down
+        logging.getLogger("chumoku").exception("could not record the reading of %s", result.document.sha256)
+
+
 # ---- documents --------------------------------------------------------------------------------------
 def session_documents() -> list[ac.Document]:
     """This session's documents under the names this session gave them (with its language overrides)."""
@@ -201,7 +322,8 @@ def session_documents() -> list[ac.Document]:
 
 
 def add_document(doc: ac.Document) -> None:
-    library().save_document(doc)
+    """Store an upload in the reviewer's area (single-user: the one workspace) and list it in this session."""
+    library().save_document(doc, owner=reviewer() or SINGLE_USER)
     s = state()
     if doc.sha256 not in s.docs:
         s.docs.append(doc.sha256)
@@ -215,20 +337,18 @@ def open_shared(sha: str) -> bool:
     s = state()
     if sha in s.docs:
         return True
-    doc = library().get_document(sha) if isinstance(sha, str) and len(sha) == 64 else None
-    if doc is None:
+    if not may_see(sha):  # team mode: knowing a hash is not enough, the reviewer must be allowed to see it
         s.selected = None
         return False
-    add_document(doc)
-    s.selected = sha
-    return True
+    return open_document(sha)
 
 
 def ingest_uploads(files) -> tuple[list[ac.Document], list[tuple[str, str]]]:
     """Ingest new uploads; a bad file becomes (name, message) and never stops the others."""
     docs, errors, fresh = [], [], False
     s = state()
-    budget = SESSION_MAX_BYTES - sum(len(d.text.encode("utf-8")) for d in session_documents())
+    budget = SESSION_MAX_BYTES - sum(len(d.text.encode("utf-8")) for d in session_documents()
+                                     if d.sha256 in s.names)  # this session's uploads, not the whole workspace
     for f in files or []:
         if f.file_id in s.seen_uploads:
             continue
@@ -241,7 +361,7 @@ def ingest_uploads(files) -> tuple[list[ac.Document], list[tuple[str, str]]]:
             continue
         budget -= size  # counted whether or not the file can be read: failing uploads use the budget too
         try:
-            doc = ac.ingest_bytes(f.getvalue(), f.name)
+            doc = ingest_isolated(f.getvalue(), f.name)  # a worker process: a hostile file fails only itself
         except ac.ChumokuError as exc:
             errors.append((f.name, exc.message))
             continue
@@ -262,6 +382,7 @@ def read(doc: ac.Document, reader: ac.Reader, query: ac.Query | None = None, ele
     """A reading with a progress bar; the Reader's memo and the disk cache make repeats instant."""
     hit = reader.cached(doc, query, element, settings())
     if hit is not None:
+        _remember_reading(hit)
         return hit
     where = container or st
     name = escape_markdown(doc.name)  # progress text is Markdown: a file name must stay literal
@@ -272,6 +393,35 @@ def read(doc: ac.Document, reader: ac.Reader, query: ac.Query | None = None, ele
 
     result = reader.read(doc, query, element, settings=settings(), progress=progress)
     bar.empty()
+    _remember_reading(result)
+    return result
+
+
+AUTO_RUN_SECONDS = 15.0  # a longer reading waits for the reviewer's Run (with its estimate) and offers Stop
+
+
+def read_when_asked(doc: ac.Document, reader: ac.Reader, query: ac.Query, element: int | None, where,
+                    page: str) -> ac.AnalysisResult | None:
+    """A claim/query reading: at once when it is short or cached, else after the reviewer clicks Run (the
+    button shows the estimate); Stop interrupts it (finished chunks stay cached). None until then."""
+    s = state()
+    run = (page, doc.sha256, query.text, tuple(query.elements), element)
+    estimate = reader.estimate_seconds(doc, query, element, settings())
+    if estimate > AUTO_RUN_SECONDS and run not in s.approved:
+        where.info(f"Reading **{escape_markdown(doc.name)}** for this claim takes about {estimate:.0f} s on this "
+                   f"machine ({reader.model.info.device}). Until then the passages are ranked without the claim.",
+                   icon=":material/schedule:")
+        if where.button(f"Run (≈ {estimate:.0f} s)", key=f"{page}.run", type="primary",
+                        icon=":material/play_arrow:"):
+            s.approved.add(run)
+            st.rerun()
+        return None
+    stop = where.empty()
+    if estimate > 0:
+        stop.button("Stop", key=f"{page}.query.stop", icon=":material/stop_circle:",
+                    on_click=s.approved.discard, args=(run,), help="Finished chunks stay cached.")
+    result = read(doc, reader, query, element, container=where, what="query × chunk passes")
+    stop.empty()
     return result
 
 
@@ -365,7 +515,7 @@ def query_editor(docs: list[ac.Document], page: str, open_sha: str | None = None
         f = st.file_uploader("Query file", type=["txt", "md"], key=f"{page}.qfile")
         if f is not None:
             try:
-                text = ac.ingest_bytes(f.getvalue(), f.name).text
+                text = ingest_isolated(f.getvalue(), f.name).text
             except ac.ChumokuError as exc:
                 st.error(f"{escape_markdown(f.name)}: {escape_markdown(exc.message)}")
     if not text.strip():

@@ -230,36 +230,47 @@ def test_language_override_changes_the_analysis():
     assert at.caption[0].value.startswith("ja ·")
 
 
-def test_share_link_opens_the_document_and_another_session_sees_nothing():
+def test_share_link_opens_the_view_by_token_never_by_hash():
     import attn_core as ac
     from attn_core.library import default_library
+    from attn_core.sharing import default_share_links
 
     doc = ac.ingest_bytes(EN_TEXT.encode("utf-8"), "shared.txt")
     default_library().save_document(doc)  # a teammate uploaded it earlier on this server
+    token = default_share_links().create(doc.sha256, {"top": "35"})
 
     at = AppTest.from_file(APP, default_timeout=120)
-    at.query_params["doc"] = doc.sha256
-    at.query_params["top"] = "35"
+    at.query_params["share"] = token
+    at.query_params["model"] = "/etc"  # not a model this server offers: ignored, never loaded
     at.run()
     assert not at.exception, at.exception
+    assert at.session_state["chumoku"].model_id == ac.AUTO_MODEL_ID
     at = screen(at)
     assert selected_name(at) == "shared.txt" and "attn-hl" in doc_html(at)
     assert at.slider(key="screen.top").value == 35
-    assert at.query_params["doc"] == [doc.sha256] or at.query_params["doc"] == doc.sha256
     link = at.get("code")[0].value if at.get("code") else ""
-    assert f"doc={doc.sha256}" in link and "top=35" in link and "/screen" in link
+    assert "share=" in link and "top=35" in link and "/screen" in link and doc.sha256 not in link
+    assert doc.sha256 not in str(dict(at.query_params))  # the address bar never carries the hash
 
-    other = screen(app())  # no link: nothing of the first session
-    assert not other.html
-    assert any("Upload one or more documents" in i.value for i in other.info)
+    for bad in ("x" * 30, "'; drop table shares; --", "%00" * 10, "9" * 10_000):
+        other = AppTest.from_file(APP, default_timeout=120)
+        other.query_params["share"] = bad
+        other.query_params["top"] = "inf"
+        other.query_params["layer"] = "9" * 10_000
+        other.run()
+        assert not other.exception, other.exception
+        from pages import _common as ui
+
+        assert other.session_state["chumoku"].top_percent == ui.SessionState().top_percent
+        assert other.session_state["chumoku"].selected is None  # an unknown token opens nothing, says nothing
 
 
-def test_sessions_are_isolated():
-    first = upload(screen(app()), ("private.txt", EN_TEXT.encode("utf-8")))
-    assert selected_name(first) == "private.txt"
-    second = screen(app())
-    assert not second.html and not second.subheader
-    assert second.session_state["chumoku"].docs == []
+def test_the_same_bytes_keep_each_sessions_file_name():
+    first = upload(screen(app()), ("mine.txt", EN_TEXT.encode("utf-8")))
+    second = upload(screen(app()), ("theirs.txt", EN_TEXT.encode("utf-8")))
+    assert selected_name(second) == "theirs.txt"
+    first.run()
+    assert selected_name(first) == "mine.txt"  # the shared memo never renames another upload of the same bytes
 
 
 def test_downloads_exist():

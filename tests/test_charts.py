@@ -171,3 +171,20 @@ def test_font_registration_degrades_gracefully(tmp_path, monkeypatch):
     assert charts.register_cjk_fonts([tmp_path / "no-such-dir"]) is False
     monkeypatch.setattr(charts, "_fonts_registered", None)
     assert charts.register_cjk_fonts(charts.CJK_FONT_DIRS) is any(d.is_dir() for d in charts.CJK_FONT_DIRS)
+
+
+def test_charts_fit_the_page_and_label_every_token(en_ca):
+    """Streamlit's theme thins overlapping labels (every second token vanished) and clips what is wider than
+    the page: the charts size themselves ("pad") within charts.PAGE_WIDTH and never thin their labels."""
+    n = len(en_ca.tokens)
+    heat = charts.heatmap(en_ca, 0, "mean").to_dict()
+    assert heat["autosize"]["type"] == "pad"
+    for axis in ("x", "y"):
+        spec = heat["encoding"][axis]["axis"]
+        assert spec["labelOverlap"] is False and spec["labels"] is (heat["width"] // n >= 8)
+    assert heat["width"] + charts.HEATMAP_DECORATION <= charts.PAGE_WIDTH
+    window = charts.heatmap(en_ca, 0, "mean", window=(0, 40)).to_dict()
+    assert window["encoding"]["x"]["axis"]["labels"] is True and len(window["encoding"]["x"]["sort"]) == 40
+    scores = charts.token_scores_chart(en_ca).to_dict()
+    assert isinstance(scores["width"], int) and scores["width"] + charts.SCORES_DECORATION <= charts.PAGE_WIDTH
+    assert scores["autosize"]["type"] == "pad" and scores["encoding"]["x"]["axis"]["labelOverlap"] is False
