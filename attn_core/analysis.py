@@ -16,17 +16,28 @@ import torch
 
 from .alignment import TokenizedText, tokenize_document
 from .attention import Capture, ChunkBatch, StopForward, capturing
-from .batching import default_batch_tokens, length_batches, pad_batch, pad_id
+from .batching import PaddedBatch, default_batch_tokens, length_batches, pad_batch, pad_id
 from .cache import ResultStore, default_store, make_key
 from .chunking import Chunk, plan_chunks, token_boundaries
 from .document import Document
-from .errors import EmptyDocumentError
+from .errors import EmptyDocumentError, SettingsError
 from .models import LoadedModel
+from .pooling import (
+    SUMS_KIND,
+    Segment,
+    encode_sums,
+    passage_token_ranges,
+    plan_segments,
+    pools_in_context,
+    segment_sums,
+    sums_key,
+)
 from .progress import Cancel, Progress, report
+from .relevance import own_claim_relevance
 from .results import AnalysisResult, ChunkInfo, Method, ModelKind, Settings, TokenScore
 from .scoring import rank_passages, stitch, word_scores
 from .sections import READ_FIRST_WEIGHT, classify_passages, duplicate_passages, is_patent
-from .segment import boundary_offsets, passage_spans, word_spans
+from .segment import PassageSpan, boundary_offsets, passage_spans, word_spans
 from .stopwords import is_unshaded_word
 
 ENGINE_VERSION = "1"  # bump when reductions change: old cache entries stop matching
@@ -41,12 +52,22 @@ class Prepared:
     prefix: tuple[int, ...]  # special ids before each chunk's content ([CLS], BOS…)
     suffix: tuple[int, ...]  # and after it ([SEP]…)
     keys: list[str]  # cache key of each chunk
+    passages: list[PassageSpan] | None = None  # the document's passages (segment.passage_spans)
+    # Passage embeddings pooled from these windows (pooling.py); None for models that embed passages alone.
+    segments: list[list[Segment]] | None = None  # per chunk, the passage segments it contributes
+    sum_keys: list[str | None] | None = None  # per chunk, the store key of its segment sums (None: no segment)
+
+    @property
+    def pooled(self) -> bool:
+        """Whether the forward pass also yields this document's passage embeddings."""
+        return self.segments is not None
 
 
 @dataclass(frozen=True)
 class ChunkOutput:
     scores: np.ndarray  # [chunk.size] float32, summing to 1 over kept tokens
     logits: np.ndarray | None = None  # classifier models
+    sums: np.ndarray | None = None  # [segments, D] hidden-state sums for passage embeddings (stored apart)
 
     def to_bytes(self) -> bytes:
         """The cache's encoding: two counts, then the float32 scores and logits."""
@@ -128,7 +149,9 @@ def _tokenize(document: Document, model: LoadedModel) -> tuple[TokenizedText, li
     return tokenized, bounds
 
 
-def preprocess(document: Document, model: LoadedModel, settings: Settings) -> Prepared:
+def preprocess(document: Document, model: LoadedModel, settings: Settings, *, pool: bool = True) -> Prepared:
+    """Tokens, windows and cache keys; with `pool` (and a model that pools in context, pooling.py) also the
+    passage segments each window contributes to the passage embeddings, and their store keys."""
     if not document.text.strip():
         raise EmptyDocumentError("the document has no text", filename=document.name)
     tokenized, bounds = _tokenize(document, model)
@@ -138,8 +161,16 @@ def preprocess(document: Document, model: LoadedModel, settings: Settings) -> Pr
     chunks = plan_chunks(len(tokenized.ids), budget, settings.overlap, bounds)
     red = reduction_key(settings)
     ids = np.asarray(tokenized.ids, dtype=np.int64)
-    keys = [make_key(ENGINE_VERSION, model.info.identity, red, ids[c.start:c.end].tobytes()) for c in chunks]
-    return Prepared(tokenized, chunks, prefix, suffix, keys)
+    blobs = [ids[c.start:c.end].tobytes() for c in chunks]
+    keys = [make_key(ENGINE_VERSION, model.info.identity, red, b) for b in blobs]
+    passages = passage_spans(document.text, document.language, document.paragraphs)
+    if not (pool and pools_in_context(model.info.passage_prefix)):
+        return Prepared(tokenized, chunks, prefix, suffix, keys, passages)
+    ranges = passage_token_ranges(tokenized.spans, [(p.start, p.end) for p in passages])
+    segments = plan_segments(chunks, ranges)
+    sum_keys = [sums_key(model.info.identity, (prefix, suffix), b, c, seg) if seg else None
+                for b, c, seg in zip(blobs, chunks, segments)]
+    return Prepared(tokenized, chunks, prefix, suffix, keys, passages, segments, sum_keys)
 
 
 def clear_preprocess_memo() -> None:
@@ -154,12 +185,33 @@ def chunk_batches(chunks: Sequence[Chunk], batch_tokens: int) -> list[list[Chunk
     return [[chunks[i] for i in b] for b in length_batches([c.size for c in chunks], batch_tokens)]
 
 
-def run_batch(model: LoadedModel, prepared: Prepared, batch: Sequence[Chunk], settings: Settings,
-              full: bool = False) -> tuple[list[ChunkOutput], Capture]:
-    """One padded forward pass with the attention capture on."""
+def _sequences(prepared: Prepared, batch: Sequence[Chunk]) -> list[list[int]]:
     ids = prepared.tokenized.ids
     pre, suf = list(prepared.prefix), list(prepared.suffix)
-    seqs = [pre + ids[c.start:c.end] + suf for c in batch]
+    return [pre + ids[c.start:c.end] + suf for c in batch]
+
+
+def _chunk_sums(prepared: Prepared, batch: Sequence[Chunk], hidden: torch.Tensor) -> list[np.ndarray | None]:
+    """Each chunk's passage-segment sums from the batch's last hidden states [B, T, D] (None: no segment)."""
+    assert prepared.segments is not None
+    out: list[np.ndarray | None] = []
+    pre = len(prepared.prefix)
+    for b, c in enumerate(batch):
+        segments = prepared.segments[c.index]
+        out.append(segment_sums(hidden[b, pre:pre + c.size].float().cpu().numpy(), c, segments)
+                   if segments else None)
+    return out
+
+
+def run_batch(model: LoadedModel, prepared: Prepared, batch: Sequence[Chunk], settings: Settings,
+              full: bool = False) -> tuple[list[ChunkOutput], Capture]:
+    """One padded forward pass with the attention capture on.
+
+    When the prepared document pools its passage embeddings here, the pass runs to the last layer's output
+    instead of stopping after the last layer a reduction needs (for the default "last" layer that is only
+    the rest of one layer), and each chunk's passage-segment sums come back with its scores."""
+    pre = list(prepared.prefix)
+    seqs = _sequences(prepared, batch)
     padded = pad_batch(seqs, pad_id(model.tokenizer), model.info.device)
     keep = torch.zeros_like(padded.valid)
     for b, (s, c) in enumerate(zip(seqs, batch)):
@@ -168,30 +220,86 @@ def run_batch(model: LoadedModel, prepared: Prepared, batch: Sequence[Chunk], se
         else:
             keep[b, : len(s)] = True
     classifier = model.kind == ModelKind.CLASSIFIER
+    pooled = prepared.pooled and not full
+    if model.runner is not None and not full:  # ONNX Runtime (runtime.py): same capture, other engine
+        capture = Capture(settings, model.num_layers, ChunkBatch(padded.valid, keep, False))
+        return _run_runner(model, prepared, batch, settings, padded, capture), capture
     capture = Capture(settings, model.num_layers, ChunkBatch(padded.valid, keep, model.kind == ModelKind.CAUSAL),
-                      model.output_projections, full=full, needs_outputs=classifier)
+                      model.output_projections, full=full, needs_outputs=classifier or pooled)
     net = model.model if classifier else model.model.base_model
+    extra = {"output_hidden_states": True} if classifier and pooled else {}
     out = None
     with torch.inference_mode(), capturing(capture):
         try:
-            out = net(input_ids=padded.input_ids, attention_mask=padded.attention_mask)
+            out = net(input_ids=padded.input_ids, attention_mask=padded.attention_mask, **extra)
         except StopForward:
             pass  # everything the reduction needs was captured; later layers would be wasted work
     if full:
         return [], capture
     scores = capture.scores().float().cpu().numpy()
     logits = out.logits.float().cpu().numpy() if classifier and out is not None else None
+    sums: list[np.ndarray | None] = [None] * len(batch)
+    if pooled and out is not None:
+        sums = _chunk_sums(prepared, batch, out.hidden_states[-1] if classifier else out.last_hidden_state)
     outputs = []
     for b, c in enumerate(batch):
         outputs.append(ChunkOutput(scores[b, len(pre): len(pre) + c.size].copy(),
-                                   None if logits is None else logits[b].copy()))
+                                   None if logits is None else logits[b].copy(), sums[b]))
     return outputs, capture
+
+
+def _run_runner(model: LoadedModel, prepared: Prepared, batch: Sequence[Chunk], settings: Settings,
+                padded: PaddedBatch, capture: Capture) -> list[ChunkOutput]:
+    """run_batch on a runtime that returns the needed layers' attention probabilities (runtime.py)."""
+    if settings.method == Method.NORM:
+        raise SettingsError("the norm method needs each head's value vectors, which only the torch runtime "
+                            "exposes: use --runtime torch, or another method")
+    layers = sorted(capture.layers)
+    hidden, probs = model.runner.run(padded.input_ids, padded.attention_mask, layers)
+    for i in layers:
+        capture.consume(i, probs[i], probs[i])  # `value` is read by the norm method only
+    scores = capture.scores().float().numpy()
+    sums = _chunk_sums(prepared, batch, hidden) if prepared.pooled else [None] * len(batch)
+    pre = len(prepared.prefix)
+    return [ChunkOutput(scores[b, pre:pre + c.size].copy(), None, sums[b]) for b, c in enumerate(batch)]
+
+
+def last_hidden_state(model: LoadedModel, padded: PaddedBatch) -> torch.Tensor:
+    """The last hidden state of a padded batch, on the model's runtime."""
+    if model.runner is not None:
+        return model.runner.run(padded.input_ids, padded.attention_mask)[0]
+    with torch.inference_mode():
+        return model.model.base_model(input_ids=padded.input_ids, attention_mask=padded.attention_mask).last_hidden_state
+
+
+def passage_sums(model: LoadedModel, items: Sequence[tuple[Prepared, Chunk]], *, batch_tokens: int | None = None,
+                 progress: Progress | None = None, cancel: Cancel | None = None) -> list[np.ndarray]:
+    """The passage-segment sums of chunks that were never analysed (retrieval's own pass): the same windows,
+    specials and pooling as the analysis pass, with every layer on SDPA and no attention kept.
+
+    `items`: (prepared document, chunk) pairs, from any number of documents, batched together by length."""
+    batch_tokens = batch_tokens or default_batch_tokens(model.info.device, scale=4)
+    seqs = [_sequences(p, [c])[0] for p, c in items]
+    out: list[np.ndarray] = [np.zeros((0, 0), np.float32)] * len(items)
+    done = 0
+    for batch in length_batches([len(s) for s in seqs], batch_tokens):
+        padded = pad_batch([seqs[k] for k in batch], pad_id(model.tokenizer), model.info.device)
+        hidden = last_hidden_state(model, padded)
+        for b, k in enumerate(batch):
+            p, c = items[k]
+            assert p.segments is not None, "passage_sums needs a document prepared with pool=True"
+            (sums,) = _chunk_sums(p, [c], hidden[b:b + 1])
+            out[k] = sums if sums is not None else np.zeros((0, hidden.shape[-1]), np.float32)
+        done += len(batch)
+        report(progress, cancel, done, len(items))
+    return out
 
 
 def forward(model: LoadedModel, prepared: Prepared, settings: Settings, *, store: ResultStore | None,
             progress: Progress | None = None, batch_tokens: int | None = None,
             cancel: Cancel | None = None) -> tuple[list[ChunkOutput], int]:
-    """Chunk outputs in chunk order, reading finished chunks from the store and saving each new batch."""
+    """Chunk outputs in chunk order, reading finished chunks from the store and saving each new batch
+    (with the passage-segment sums of the chunks it runs, when the document pools them: pooling.py)."""
     total = len(prepared.chunks)
     results: dict[int, ChunkOutput] = {}
     if store is not None:
@@ -205,12 +313,15 @@ def forward(model: LoadedModel, prepared: Prepared, settings: Settings, *, store
     batch_tokens = batch_tokens or default_batch_tokens(model.info.device)
     for batch in chunk_batches(todo, batch_tokens):
         outputs, _ = run_batch(model, prepared, batch, settings)
-        fresh = {}
+        fresh, sums = {}, {}
         for c, o in zip(batch, outputs):
             results[c.index] = o
             fresh[prepared.keys[c.index]] = o.to_bytes()
+            if o.sums is not None and prepared.sum_keys is not None and prepared.sum_keys[c.index]:
+                sums[prepared.sum_keys[c.index]] = encode_sums(o.sums)
         if store is not None:
             store.put_many(fresh)
+            store.put_many(sums, kind=SUMS_KIND)
         report(progress, cancel, len(results), total)
     return [results[c.index] for c in prepared.chunks], cached
 
@@ -231,15 +342,16 @@ def postprocess(document: Document, model: LoadedModel, settings: Settings, prep
     w_spans = word_spans(text, language)
     unshaded = [is_unshaded_word(text[s:e], language) for s, e in w_spans]
     words = word_scores(text, w_spans, tok.spans, token_scores, unshaded)
-    p_spans = passage_spans(text, language, document.paragraphs)
+    p_spans = prepared.passages if prepared.passages is not None else passage_spans(text, language,
+                                                                                      document.paragraphs)
     spans = [(p.start, p.end, p.label, p.page) for p in p_spans]
     if is_patent(text):  # read summary, independent claims and main embodiment first (sections.py)
         bounds = [(p.start, p.end) for p in p_spans]
         passages = rank_passages(spans, words, classify_passages(text, bounds), READ_FIRST_WEIGHT,
-                                 duplicate_passages(text, bounds))
+                                 duplicate_passages(text, bounds), own_claim_relevance(document, bounds))
     else:
         passages = rank_passages(spans, words)
-    id2label = getattr(model.model.config, "id2label", None) or {}
+    id2label = getattr(model.config, "id2label", None) or {}
     chunk_infos, label, probability = [], None, None
     doc_probs = None
     for c, o in zip(prepared.chunks, outputs):

@@ -1,4 +1,5 @@
-"""`python -m attn_core analyze PATH... [--model ID|DIR] [--method NAME] [--format json|csv|html] [--out DIR]`.
+"""`python -m attn_core analyze PATH... [--model ID|DIR] [--method NAME] [--format json|csv|html] [--out DIR]`,
+`rank PATH... --query TEXT` and `batch PATH... --out DIR [--engine local|ray] [--address ADDR]` (distributed.py).
 
 Every error a user can cause (an unreadable file, bad settings, an --out that is a file) is one line on
 stderr and exit code 2; heavy modules (torch, transformers) are imported only once a command needs them.
@@ -6,6 +7,7 @@ stderr and exit code 2; heavy modules (torch, transformers) are imported only on
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
 
 FORMATS = ("json", "csv", "html")
 METHOD_NAMES = ("received", "norm", "cls", "max", "rollout")  # attention.METHODS, without importing torch
+RUNTIME_NAMES = ("torch", "onnx", "onnx-int8")  # runtime.RUNTIMES, without importing torch
 
 
 class UsageError(ChumokuError):
@@ -42,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--out", default=None, metavar="DIR", help="write DIR/<file name>.<format> per document")
     an.add_argument("--language", choices=["ja", "en"], default=None, help="override language detection")
     an.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    _add_runtime_option(an)
     _add_query_options(an, required=False)
     an.add_argument("--faithfulness", action="store_true",
                     help="add a deletion test of the highlight (top 10%% words vs random and longest words; "
@@ -57,7 +61,34 @@ def build_parser() -> argparse.ArgumentParser:
     rk.add_argument("--top-passages", type=int, default=5, metavar="N")
     rk.add_argument("--language", choices=["ja", "en"], default=None, help="override language detection")
     rk.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    _add_runtime_option(rk)
+    bt = sub.add_parser("batch", help="analyse many documents, locally or on a Ray cluster; a rerun skips "
+                                      "finished ones (same output as analyze --out)")
+    bt.add_argument("paths", nargs="+", metavar="PATH")
+    bt.add_argument("--out", required=True, metavar="DIR", help="write DIR/<file name>.<format> per document")
+    bt.add_argument("--engine", default="local", choices=("local", "ray"),
+                    help="local: this process; ray: Ray Data over a cluster (a local one without --address)")
+    bt.add_argument("--address", default=None, metavar="ADDR", help="an existing Ray cluster (ray://host:10001 or "
+                                                                    "auto); default: start a local one")
+    bt.add_argument("--workers", type=int, default=2, metavar="N",
+                    help="Ray actors, one model each (and the local cluster's CPUs); default 2")
+    bt.add_argument("--object-store-mb", type=int, default=200, metavar="MB",
+                    help="object store of a local Ray cluster (outputs are streamed, not collected)")
+    bt.add_argument("--model", default=None, help="hub id or local folder (default: by language, as analyze)")
+    bt.add_argument("--method", default=str(Settings().method), choices=METHOD_NAMES)
+    bt.add_argument("--layer", default="last", help="last | all | layer index")
+    bt.add_argument("--head", default="mean", help="mean | max | head index")
+    bt.add_argument("--format", default="json", choices=FORMATS)
+    bt.add_argument("--language", choices=["ja", "en"], default=None, help="override language detection")
+    bt.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    _add_runtime_option(bt)
     return ap
+
+
+def _add_runtime_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runtime", default="torch", choices=RUNTIME_NAMES,
+                        help="torch (default) | onnx (ONNX Runtime, fp32) | onnx-int8 (dynamic int8; faster, "
+                             "scores differ more: see the README's runtime table); encoder models only")
 
 
 def _render(result, fmt: str) -> str:
@@ -105,21 +136,33 @@ class Readers:
     """One Reader per model, loaded on first use: without --model each document is read with the default
     for its language (Japanese: the multilingual model; English: MiniLM)."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, model: str | None = None, method: str = "received", layer: str = "last",
+                 head: str = "mean", runtime: str = "torch") -> None:
         from .results import Settings
 
-        self.requested = args.model
-        self.settings = Settings(method=getattr(args, "method", "received"), layer=getattr(args, "layer", "last"),
-                                 head=getattr(args, "head", "mean"))
+        self.requested = model
+        self.runtime = runtime
+        self.settings = Settings(method=method, layer=layer, head=head)
         self._readers: dict[str, "Reader"] = {}
 
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "Readers":
+        return cls(args.model, getattr(args, "method", "received"), getattr(args, "layer", "last"),
+                   getattr(args, "head", "mean"), getattr(args, "runtime", "torch"))
+
     def for_languages(self, languages: Sequence[str]) -> "Reader":
-        from .models import resolve_model_id
+        from .models import load_model, resolve_model_id
         from .reader import Reader
 
         model_id = resolve_model_id(self.requested, list(languages))
         if model_id not in self._readers:
-            reader = Reader.load(model_id, self.settings)
+            # weights on first use: documents already in the result store are answered without them
+            model = load_model(model_id, lazy=True)
+            if self.runtime != "torch":
+                from .runtime import with_runtime
+
+                model = with_runtime(model, self.runtime)
+            reader = Reader(model, self.settings)
             if reader.model.info.fallback_reason:
                 print(f"warning: {reader.model.info.fallback_reason}", file=sys.stderr)
             self._readers[model_id] = reader
@@ -162,7 +205,7 @@ def _cache_notice() -> None:
 def cmd_analyze(args: argparse.Namespace) -> int:
     query = _read_query(args)  # an empty query is refused before any model is loaded
     out_dir = prepare_out_dir(args.out)
-    readers = Readers(args)
+    readers = Readers.from_args(args)
     if query is not None:  # a query no model can read is refused before any document is read
         query = readers.for_languages([query.language]).check_query(query)
     status, used = 0, set()
@@ -226,7 +269,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     docs = [_ingest(path, args.language) for path in args.paths]
     status = 2 if any(d is None for d in docs) else 0
     languages = [query.language] + [d.language for d in docs if d is not None]
-    reader = Readers(args).for_languages(languages)  # one model, one embedding space for the whole ranking
+    reader = Readers.from_args(args).for_languages(languages)  # one model, one embedding space for the whole ranking
     query = reader.check_query(query)
 
     def progress(done: int, total: int) -> None:
@@ -240,10 +283,30 @@ def cmd_rank(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    """Many documents: Ray Data over a cluster or this process (distributed.py); progress and resumption."""
+    from .distributed import BatchRequest, run_batch
+
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if args.object_store_mb < 80:
+        raise UsageError("--object-store-mb must be at least 80 (Ray's minimum object store)")
+    if args.address and args.engine != "ray":
+        raise UsageError("--address needs --engine ray")
+    out_dir = prepare_out_dir(args.out)
+    assert out_dir is not None
+    request = BatchRequest(args.model, args.method, args.layer, args.head, args.language, args.format,
+                           args.runtime)
+    if args.engine == "ray" and importlib.util.find_spec("ray") is None:  # found, not imported: a rerun with
+        raise UsageError("--engine ray needs Ray Data: pip install 'ray[data]'")  # nothing to do stays fast
+    return run_batch(args.paths, out_dir, request, engine=args.engine, address=args.address, workers=args.workers,
+                     object_store_mb=args.object_store_mb, quiet=args.quiet)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"analyze": cmd_analyze, "rank": cmd_rank}[args.command](args)
+        return {"analyze": cmd_analyze, "rank": cmd_rank, "batch": cmd_batch}[args.command](args)
     except ChumokuError as exc:
         print(f"error: {exc}".replace("\x00", "\\0"), file=sys.stderr)
         return 2

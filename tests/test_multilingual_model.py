@@ -129,8 +129,9 @@ def test_recommended_and_default_models():
 
 
 # ---------------------------------------------------------------------------------------------- loading
-def test_load_by_id_uses_the_data_folder_and_differs_from_the_hub_id(e5, e5_data, monkeypatch):
+def test_load_by_id_uses_the_models_folder_and_differs_from_the_hub_id(e5, e5_data, monkeypatch):
     monkeypatch.setenv("CHUMOKU_DATA_DIR", str(e5_data))
+    monkeypatch.delenv("CHUMOKU_MODELS_DIR", raising=False)  # unset: converted models live in the data folder
     m = load_model(MULTILINGUAL_MODEL_ID)
     assert m.info.id == MULTILINGUAL_MODEL_ID and m.info.fallback_reason is None
     assert Path(m.path) == e5_data / "models" / ml.FOLDER_NAME

@@ -75,3 +75,12 @@ def test_reader_ranks_passages_by_relevance_per_element(minilm, tmp_path):
     assert all(a.score >= b.score for a, b in zip(by_rank, by_rank[1:]))  # the JSON contract's order
     one = reader.read(doc, query, element=1)
     assert "[0004]" in doc.text[one.read_first(1)[0].start:one.read_first(1)[0].end]
+
+
+def test_passages_are_embedded_alone_unless_the_server_asks_for_in_window_pooling(monkeypatch):
+    from attn_core.pooling import IN_WINDOW_ENV, pools_in_context
+
+    monkeypatch.delenv(IN_WINDOW_ENV, raising=False)
+    assert not pools_in_context("")  # the measured default (relevance quality, pooling.py)
+    monkeypatch.setenv(IN_WINDOW_ENV, "in-window")
+    assert pools_in_context("") and not pools_in_context("passage: ")
