@@ -133,5 +133,6 @@ if (route := st.query_params.get(ui.ROUTE_PARAM)) is not None:  # finish ui.ensu
     st.switch_page(next((p for p in PAGES if p.url_path == route), HOME), query_params=params)
 navigation.run()
 ui.current_reader()  # the sidebar shows the model status on every page, also where the page did not need it
-if notice := ac.default_store().notice:  # a damaged or unwritable result cache: said once, never a crash
-    st.sidebar.warning(ui.escape_markdown(notice), icon=":material/database:")
+for notice in (ac.default_store().notice, ui.library().notice):  # a repaired cache or library: said, never a crash
+    if notice:
+        st.sidebar.warning(ui.escape_markdown(notice), icon=":material/database:")

@@ -25,6 +25,7 @@ import enum
 import io
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -220,7 +221,90 @@ class Library:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._readings: dict[str, tuple] = {}  # sha -> last recorded reading: a cached re-read writes nothing
+        self.notice: str | None = None  # one line for the reviewer after a repair
+        try:
+            self._migrate()
+            damaged = self._conn().execute("PRAGMA quick_check").fetchall() != [("ok",)]
+        except sqlite3.DatabaseError as exc:
+            if "malformed" not in str(exc) and "not a database" not in str(exc) and "corrupt" not in str(exc):
+                raise
+            damaged = True
+        if damaged:
+            self._repair()
+
+    def _repair(self) -> None:
+        """A damaged library: back the file up first (never deleted), then copy every row that can still be
+        read into a fresh file. Documents and marks are the reviewers' work: nothing is thrown away, and the
+        backup stays beside it for a manual recovery of whatever could not be read."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        backup = self.path.with_name(f"{self.path.name}.backup-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            part = Path(str(self.path) + suffix)
+            if part.exists():
+                shutil.copy2(part, Path(str(backup) + suffix))
+        salvaged, lost = self._salvage(backup)
+        for suffix in ("-wal", "-shm"):
+            Path(str(self.path) + suffix).unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)
         self._migrate()
+        copied = 0
+        with self._write() as c:
+            for table, columns, rows in salvaged:
+                try:
+                    have = {r[1] for r in c.execute(f'PRAGMA table_info("{table}")')}
+                except sqlite3.Error:
+                    continue
+                keep = [i for i, col in enumerate(columns) if col in have]
+                if not have or not keep:
+                    continue
+                names = ", ".join(f'"{columns[i]}"' for i in keep)
+                marks = ", ".join("?" * len(keep))
+                for row in rows:
+                    try:
+                        c.execute(f'INSERT OR IGNORE INTO "{table}" ({names}) VALUES ({marks})',
+                                  [row[i] for i in keep])
+                        copied += 1
+                    except sqlite3.Error:
+                        lost += 1
+        self.notice = (f"The library file was damaged. It was backed up to {backup.name} before anything else; "
+                       f"{copied} records were recovered" + (f" and {lost} could not be read (they are still in "
+                                                              f"the backup)" if lost else "") + ".")
+
+    @staticmethod
+    def _salvage(path: Path) -> tuple[list[tuple[str, list[str], list[tuple]]], int]:
+        """Every row that can be read from a damaged copy, table by table, row by row."""
+        out: list[tuple[str, list[str], list[tuple]]] = []
+        lost = 0
+        try:
+            src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            tables = [r[0] for r in src.execute("SELECT name FROM sqlite_master WHERE type='table' "
+                                                 "AND name NOT LIKE 'sqlite_%'")]
+        except sqlite3.Error:
+            return out, 0
+        for table in tables:
+            try:
+                cur = src.execute(f'SELECT * FROM "{table}"')
+                columns = [d[0] for d in cur.description]
+            except sqlite3.Error:
+                lost += 1
+                continue
+            rows = []
+            while True:
+                try:
+                    row = cur.fetchone()
+                except sqlite3.Error:
+                    lost += 1
+                    break
+                if row is None:
+                    break
+                rows.append(row)
+            out.append((table, columns, rows))
+        src.close()
+        return out, lost
 
     def _conn(self) -> sqlite3.Connection:
         return thread_connection(self._local, self.path)  # synchronous=FULL: a saved mark is never lost

@@ -365,3 +365,40 @@ def test_a_layer_the_model_does_not_have_is_a_message_not_a_crash():
     at.text_input(key="sidebar.head").input("2").run()
     assert at.session_state["chumoku"].head == 2  # a head the model has is kept
     assert [e.value for e in at.sidebar.error if "head" in e.value or "(12 heads)" in e.value] == []
+
+
+def test_a_hostile_upload_does_not_delay_another_session():
+    import threading
+    import time
+
+    from test_ingest_hostile import docx_lying_about_sizes
+
+    slow = docx_lying_about_sizes()  # seconds of decompression before it is refused: read in a worker process
+
+    def page_time() -> float:
+        t0 = time.monotonic()
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.run()
+        assert not at.exception, at.exception
+        return time.monotonic() - t0
+
+    page_time()  # imports and the model are warm from here on
+    base = min(page_time() for _ in range(2))
+    uploader = upload(screen(app()), ("plain.txt", EN_TEXT.encode("utf-8")))  # a reviewer with a page open
+    errors: list[BaseException] = []
+
+    def hostile() -> None:
+        try:
+            uploader.file_uploader(key="uploader").set_value([("liar.docx", slow, "application/octet-stream")])
+            uploader.run()
+            assert any("liar.docx" in unescape_md(e.value) for e in uploader.error)  # refused, with its message
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=hostile)
+    thread.start()
+    time.sleep(0.5)
+    during = page_time()  # another reviewer opens the app meanwhile
+    thread.join()
+    assert not errors, errors
+    assert during < base + 1.0, (during, base)

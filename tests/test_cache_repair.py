@@ -107,3 +107,46 @@ def test_no_sqlite_error_reaches_the_caller_when_the_file_is_swapped_for_garbage
     assert store.get_many(["a"]) == {}  # repaired on the spot
     store.put_many({"b": b"2"})
     assert store.get_many(["b"]) == {"b": b"2"} and store.count() == 1 and "moved aside" in store.notice
+
+
+def test_a_damaged_library_is_backed_up_before_repair_and_keeps_what_it_can(tmp_path):
+    import hashlib
+
+    from attn_core.library import Library
+
+    path = tmp_path / "library.sqlite"
+    lib = Library(path)
+    docs = [ac.document_from_text(f"Document {i}. " + EN_TEXT * 20, f"d{i}.txt", "en") for i in range(40)]
+    for d in docs:
+        lib.save_document(d)
+        lib.set_review(d.sha256, d.name, "relevant", f"note {d.name}")
+    lib._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    lib._conn().close()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    last = len(data) - page  # damage one page near the end: most rows are still readable
+    data[last:last + page] = b"\xde\xad" * (page // 2)
+    path.write_bytes(bytes(data))
+    damaged_sha = hashlib.sha256(bytes(data)).hexdigest()
+
+    repaired = Library(path)
+    backups = list(tmp_path.glob("library.sqlite.backup-*"))
+    assert backups and any(hashlib.sha256(b.read_bytes()).hexdigest() == damaged_sha for b in backups)
+    assert repaired.notice and "backed up" in repaired.notice
+    kept = [d for d in docs if repaired.get_document(d.sha256) is not None]
+    assert len(kept) >= len(docs) // 2  # what could be read was copied, not thrown away
+    repaired.set_review(docs[0].sha256, docs[0].name, "read", "after the repair")  # and it works again
+
+
+def test_an_unreadable_library_is_kept_as_a_backup_and_a_fresh_one_starts(tmp_path):
+    from attn_core.library import Library
+
+    path = tmp_path / "library.sqlite"
+    path.write_bytes(b"definitely not sqlite" * 500)
+    lib = Library(path)
+    assert (tmp_path / next(p.name for p in tmp_path.glob("library.sqlite.backup-*"))).read_bytes() == \
+        b"definitely not sqlite" * 500
+    assert lib.notice and "backed up" in lib.notice
+    d = ac.document_from_text(EN_TEXT, "a.txt", "en")
+    lib.save_document(d)
+    assert lib.get_document(d.sha256) is not None
