@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import sqlite3
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -226,11 +227,30 @@ class Library:
             self._migrate()
             damaged = self._conn().execute("PRAGMA quick_check").fetchall() != [("ok",)]
         except sqlite3.DatabaseError as exc:
-            if "malformed" not in str(exc) and "not a database" not in str(exc) and "corrupt" not in str(exc):
+            if isinstance(exc, sqlite3.OperationalError) and self._unwritable(exc):
+                self._use_fallback_file()
+                damaged = False
+            elif "malformed" in str(exc) or "not a database" in str(exc) or "corrupt" in str(exc):
+                damaged = True
+            else:
                 raise
-            damaged = True
         if damaged:
             self._repair()
+
+    @staticmethod
+    def _unwritable(exc: sqlite3.Error) -> bool:
+        msg = str(exc).lower()
+        return "unable to open" in msg or "readonly" in msg.replace("-", "") or "disk is full" in msg
+
+    def _use_fallback_file(self) -> None:
+        """A read-only or full data folder: keep the reviewers' work in a temporary file instead of failing,
+        and say so (nothing that was on disk is touched; new documents and marks must be moved later)."""
+        wanted = self.path
+        self._local = threading.local()
+        self.path = Path(tempfile.gettempdir()) / f"chumoku-library-{os.getuid()}-{abs(hash(str(wanted))) % 10**8}.sqlite"
+        self._migrate()
+        self.notice = (f"The data folder {wanted.parent} cannot be written, so new documents and marks are kept in "
+                       f"{self.path} until it can; set CHUMOKU_DATA_DIR to a writable folder.")
 
     def _repair(self) -> None:
         """A damaged library: back the file up first (never deleted), then copy every row that can still be

@@ -354,8 +354,11 @@ def _write_digest_memo(memo: Path | None, key: str, digest: str) -> None:
     try:
         tmp.write_text(json.dumps(entries), encoding="utf-8")
         os.replace(tmp, memo)
-    except OSError:
-        tmp.unlink(missing_ok=True)
+    except OSError:  # a full or read-only data folder: the memo is only a cache
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def _file_digest(path: Path) -> str:

@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import sqlite3
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -36,6 +37,14 @@ class ShareLinks:
     def __init__(self, path: str | os.PathLike | None = None) -> None:
         self.path = Path(path) if path else data_dir() / "shares.sqlite"
         self._local = threading.local()
+        try:
+            self._create()
+        except sqlite3.OperationalError:  # a read-only or full data folder: links still work until a restart
+            self.path = Path(tempfile.gettempdir()) / f"chumoku-shares-{os.getuid()}.sqlite"
+            self._local = threading.local()
+            self._create()
+
+    def _create(self) -> None:
         self._conn().execute("CREATE TABLE IF NOT EXISTS shares (token TEXT PRIMARY KEY, sha256 TEXT NOT NULL, "
                              "params TEXT NOT NULL, created_by TEXT, created REAL NOT NULL)")
 

@@ -150,3 +150,68 @@ def test_an_unreadable_library_is_kept_as_a_backup_and_a_fresh_one_starts(tmp_pa
     d = ac.document_from_text(EN_TEXT, "a.txt", "en")
     lib.save_document(d)
     assert lib.get_document(d.sha256) is not None
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A real, tiny filesystem (tmpfs) to fill up or remount read-only; skipped where mounting is not allowed."""
+    import subprocess
+
+    mnt = tmp_path / "fs"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("mounting a small filesystem needs root")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def _fill(folder, leave: int = 6 * 1024) -> None:
+    import os
+
+    free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
+    (folder / "filler").write_bytes(b"\0" * max(0, free - leave))
+
+
+def test_cli_on_a_full_filesystem_finishes_and_says_why(small_fs, tmp_path):
+    data = small_fs / "data"
+    data.mkdir()
+    _fill(small_fs)
+    src = tmp_path / "doc.txt"
+    src.write_text(EN_TEXT * 3, encoding="utf-8")
+    res = _cli("analyze", str(src), "--quiet", env_extra={"CHUMOKU_DATA_DIR": str(data)})
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    assert res.stdout.startswith("{") and '"words"' in res.stdout  # the finished result is never discarded
+    assert "not being cached" in res.stderr and "CHUMOKU_DATA_DIR" in res.stderr
+
+
+def test_cli_and_dashboard_on_a_read_only_filesystem(small_fs, tmp_path, monkeypatch):
+    import subprocess
+
+    data = small_fs / "data"
+    data.mkdir()
+    store = ResultStore(data / "results.sqlite")
+    store.put_many({"x": b"1"})
+    store._close()  # no open file may keep the filesystem busy
+    for p in data.glob("results.sqlite-*"):
+        p.unlink()
+    assert subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], capture_output=True).returncode == 0
+    src = tmp_path / "doc.txt"
+    src.write_text(EN_TEXT, encoding="utf-8")
+    res = _cli("analyze", str(src), "--quiet", env_extra={"CHUMOKU_DATA_DIR": str(data)})
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    assert res.stdout.startswith("{") and "not being cached" in res.stderr
+
+    monkeypatch.setenv("CHUMOKU_DATA_DIR", str(data))
+    at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    at.switch_page("pages/screen.py").run()
+    at.file_uploader(key="uploader").set_value([("ro.txt", EN_TEXT.encode("utf-8"), "text/plain")])
+    at.run()
+    assert not at.exception, at.exception
+    assert [h for h in at.html if "attn-hl" in h.value]  # analysed and shown without a cache
+    home = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=120)  # the entry script owns the sidebar
+    home.run()
+    assert not home.exception, home.exception
+    warnings = " ".join(w.value for w in home.sidebar.warning)
+    assert "cannot be written" in warnings and "not being cached" in warnings  # said, in one line each
