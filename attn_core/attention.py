@@ -178,11 +178,13 @@ def capturing(capture: Capture) -> Iterator[Capture]:
         _local.capture = previous
 
 
+_SDPA: dict[str, Any] = {}  # transformers' SDPA helpers, filled by install_capture
+
+
 def _attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
                **kwargs: Any) -> tuple[torch.Tensor, None]:
-    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
-
+    repeat_kv, sdpa_attention_forward = _SDPA["repeat_kv"], _SDPA["forward"]
     capture: Capture | None = getattr(_local, "capture", None)
     layer_idx = getattr(module, "layer_idx", None)
     if capture is None or not capture.wants(layer_idx):
@@ -215,8 +217,11 @@ def _attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch
 def install_capture(model: Any) -> None:
     """Route the model's attention through `_attention` (SDPA unless a capture asks for a layer)."""
     from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+    # imported once here (model loading is serialised), never per attention call from a serving thread
+    _SDPA.update(repeat_kv=repeat_kv, forward=sdpa_attention_forward)
     AttentionInterface.register(IMPLEMENTATION, _attention)
     AttentionMaskInterface.register(IMPLEMENTATION, sdpa_mask)
     model.set_attn_implementation(IMPLEMENTATION)

@@ -484,7 +484,8 @@ def _load_from(source: str, folder: Path | None, device: str, local_only: bool,
         from .attention import install_capture
 
         try:
-            model = cls.from_pretrained(source, attn_implementation="eager", **kw)
+            with _LOAD_LOCK:
+                model = cls.from_pretrained(source, attn_implementation="eager", **kw)
         except Exception as exc:  # noqa: BLE001 - a lazy load fails where the model is first used
             raise ModelLoadError(f"cannot load the weights of {source}: {type(exc).__name__}: {exc}"[:300]) from exc
         model.eval().to(device)
@@ -524,7 +525,19 @@ def with_prefix_identity(identity: str, profile: Profile) -> str:
     return f"{identity}+passage:{hashlib.sha256(profile.passage_prefix.encode()).hexdigest()[:8]}"
 
 
+# One model load at a time per process: transformers builds its lazy modules on first import, and two threads
+# importing it at once (two dashboard sessions, a rerun overtaking the previous run) can see a half-made module
+# ("cannot import name 'AutoConfig'") and silently fall back to the wrong model.
+_LOAD_LOCK = threading.RLock()
+
+
 def load_model(name: str | None = None, *, device: str | None = None, lazy: bool = False) -> LoadedModel:
+    """Load a hub id, a local folder or one of the two offline models (one load at a time, see _LOAD_LOCK)."""
+    with _LOAD_LOCK:
+        return _load_model(name, device=device, lazy=lazy)
+
+
+def _load_model(name: str | None = None, *, device: str | None = None, lazy: bool = False) -> LoadedModel:
     """Load a hub id, a local folder or one of the two offline models.
 
     Falls back within seconds when the hub is out of reach: a request for the genuine multilingual-e5-small

@@ -148,6 +148,7 @@ def test_screen_in_a_real_browser(browser_env):
     assert widths[0] > 50 and "Noto Sans CJK JP" in widths[2], widths
     page.screenshot(path=str(SHOTS / "screen_ja.png"))
     assert not page.locator('[data-testid="stException"]').count()
+    assert not page.get_by_text("could not be", exact=False).count()  # both offline models loaded, no fallback
 
     # The English patent: pick it, then click a read-first passage and see the document scroll to it.
     page.get_by_role("combobox", name="Document").click()
