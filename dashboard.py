@@ -48,7 +48,7 @@ def sidebar():
             head = st.text_input("Head (mean, max, or an index)", value=str(state.head), key="sidebar.head")
             state.layer = ui.parse_param("layer", layer.strip() or "last")
             state.head = ui.parse_param("head", head.strip() or "mean")
-        return st.empty()  # the model status, filled by ui.current_reader() once the model is loaded
+        return st.container()  # one status line per model a page loads (ui.current_reader), e.g. ja and en
 
 
 def home() -> None:

@@ -177,7 +177,7 @@ def current_reader(languages: Sequence[str] = ()) -> ac.Reader | None:
     if model_id in s.readers:
         return s.readers[model_id]
     reader = None
-    with (s.model_slot or st.sidebar.empty()).container():
+    with s.model_slot or st.sidebar.container():  # appended: with "Automatic" each language shows its model
         try:
             with st.spinner(f"Loading {escape_markdown(model_id)}…"):
                 reader = get_reader(model_id)
