@@ -333,7 +333,12 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 def postprocess(document: Document, model: LoadedModel, settings: Settings, prepared: Prepared,
-                outputs: Sequence[ChunkOutput], cached: int = 0, seconds: float = 0.0) -> AnalysisResult:
+                outputs: Sequence[ChunkOutput], cached: int = 0, seconds: float = 0.0, *,
+                own_claim: bool = True) -> AnalysisResult:
+    """Words, passages (patents: in reading order, sections.py) and chunk labels from the chunk outputs.
+
+    `own_claim=False` skips the BM25 pass against the patent's own first claim: a claim reading ranks its
+    passages by relevance to the reviewer's claim instead (Reader), so that index would be built for nothing."""
     tok = prepared.tokenized
     token_scores, owner = stitch(len(tok.ids), prepared.chunks, [o.scores for o in outputs])
     tokens = [TokenScore(t, s, e, v, o, u)
@@ -348,7 +353,8 @@ def postprocess(document: Document, model: LoadedModel, settings: Settings, prep
     if is_patent(text):  # read summary, independent claims and main embodiment first (sections.py)
         bounds = [(p.start, p.end) for p in p_spans]
         passages = rank_passages(spans, words, classify_passages(text, bounds), READ_FIRST_WEIGHT,
-                                 duplicate_passages(text, bounds), own_claim_relevance(document, bounds))
+                                 duplicate_passages(text, bounds),
+                                 own_claim_relevance(document, bounds) if own_claim else None)
     else:
         passages = rank_passages(spans, words)
     id2label = getattr(model.config, "id2label", None) or {}

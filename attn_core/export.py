@@ -218,16 +218,9 @@ def claim_chart_csv(ranked: Sequence["RankedDocument"], audit: Audit) -> str:
     return CSV_BOM + buf.getvalue()
 
 
-def _snippet(text: str, label: str | None, chars: int) -> str:
-    text = " ".join(text.split())
-    if label and text.startswith(label):
-        text = text[len(label):].lstrip()
-    return text if len(text) <= chars else text[:chars - 1] + "…"
-
-
 def claim_chart_cells_long(ranked: Sequence["RankedDocument"], snippet_chars: int = 300) -> list[dict[str, Any]]:
     """One row per (element, document): the answering passage's paragraph number, span, score and snippet."""
-    from .retrieval import chart_column
+    from .retrieval import chart_column, passage_snippet
 
     out: list[dict[str, Any]] = []
     if not ranked:
@@ -235,7 +228,7 @@ def claim_chart_cells_long(ranked: Sequence["RankedDocument"], snippet_chars: in
     for e, match in enumerate(ranked[0].elements):
         for r in ranked:
             m = r.elements[e]
-            snippet = "" if m.start is None else _snippet(r.document.text[m.start:m.end], m.label, snippet_chars)
+            snippet = "" if m.start is None else passage_snippet(r.document.text[m.start:m.end], m.label, snippet_chars)
             out.append({"#": e + 1, "element": match.text, "rank": r.rank, "column": chart_column(r),
                         "document": r.document.name, "sha256": r.document.sha256, "document score": round(r.score, 4),
                         "score": round(m.score, 4), "paragraph": m.label or "", "start": m.start, "end": m.end,

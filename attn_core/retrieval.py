@@ -29,7 +29,7 @@ import io
 import json
 import struct
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -394,18 +394,17 @@ def to_json(ranked: Sequence[RankedDocument], query: Query | None = None) -> str
     return json.dumps([r.to_json() for r in ranked], ensure_ascii=False)
 
 
-def claim_chart_rows(ranked: Sequence[RankedDocument]) -> list[dict]:
-    """The element × document matrix, one dict per element: {"#", "element", <document name>: score, …}
-    in rank order (a DataFrame of these is the shaded table)."""
+def _chart(ranked: Sequence[RankedDocument], cell: Callable[[RankedDocument, ElementMatch], object]) -> list[dict]:
+    """The element × document matrix, one dict per element: {"#", "element", <chart column>: cell, …}."""
     if not ranked:
         return []
-    rows = []
-    for e, match in enumerate(ranked[0].elements):
-        row: dict = {"#": e + 1, "element": match.text}
-        for r in ranked:
-            row[chart_column(r)] = round(r.elements[e].score, 4)
-        rows.append(row)
-    return rows
+    return [{"#": e + 1, "element": match.text, **{chart_column(r): cell(r, r.elements[e]) for r in ranked}}
+            for e, match in enumerate(ranked[0].elements)]
+
+
+def claim_chart_rows(ranked: Sequence[RankedDocument]) -> list[dict]:
+    """Each element's best passage relevance per document, in rank order (the shaded table's numbers)."""
+    return _chart(ranked, lambda _r, m: round(m.score, 4))
 
 
 def chart_column(r: RankedDocument) -> str:
@@ -416,24 +415,22 @@ def chart_column(r: RankedDocument) -> str:
 def claim_chart_cells(ranked: Sequence[RankedDocument], snippet_chars: int = 90) -> list[dict]:
     """The claim chart as a reviewer reads it: per element and document, the answering passage's paragraph
     number and the start of its text ("[0023] The balloon is inflated…"); "—" where nothing answers."""
-    if not ranked:
-        return []
-    rows = []
-    for e, match in enumerate(ranked[0].elements):
-        row: dict = {"#": e + 1, "element": match.text}
-        for r in ranked:
-            m = r.elements[e]
-            if m.start is None:
-                row[chart_column(r)] = "—"
-                continue
-            text = " ".join(r.document.text[m.start:m.end].split())
-            if m.label and text.startswith(m.label):
-                text = text[len(m.label):].lstrip()
-            if len(text) > snippet_chars:
-                text = text[:snippet_chars - 1] + "…"
-            row[chart_column(r)] = f"{m.label} {text}" if m.label else text
-        rows.append(row)
-    return rows
+
+    def cell(r: RankedDocument, m: ElementMatch) -> str:
+        if m.start is None:
+            return "—"
+        text = passage_snippet(r.document.text[m.start:m.end], m.label, snippet_chars)
+        return f"{m.label} {text}" if m.label else text
+
+    return _chart(ranked, cell)
+
+
+def passage_snippet(text: str, label: str | None, chars: int) -> str:
+    """A passage on one line, without its leading paragraph number, cut to `chars` with an ellipsis."""
+    text = " ".join(text.split())
+    if label and text.startswith(label):
+        text = text[len(label):].lstrip()
+    return text if len(text) <= chars else text[:chars - 1] + "…"
 
 
 def claim_chart_csv(ranked: Sequence[RankedDocument], excerpt_chars: int = 300) -> str:

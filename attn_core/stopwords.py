@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import functools
 import re
-import threading
 import unicodedata
+
+from .segment import mecab_tagger
 
 # About 210 English function words: articles, prepositions, pronouns, auxiliaries, conjunctions, and the
 # patent-drafting words that behave like them ("said", "wherein", "thereof").
@@ -52,21 +53,6 @@ _NUMERAL = re.compile(r"(?:[0-9]+[A-Za-z]?|[A-Z]{1,2}-?[0-9]{2,}[A-Za-z]?)['’�
 _UNIT_SUFFIX = re.compile(r"[0-9]+(?:m|g|s|h|l|L|V|W|K|N|J|T|M|G)['’′]*")
 _HAS_CONTENT = re.compile(r"[^\W_]")
 
-_local = threading.local()
-
-
-def _tagger():
-    """One MeCab tagger per thread: taggers are not safe to share and take ~0.1 s to create."""
-    tagger = getattr(_local, "tagger", None)
-    if tagger is None:
-        import fugashi
-        import unidic_lite
-
-        tagger = fugashi.Tagger("-d " + unidic_lite.DICDIR)
-        _local.tagger = tagger
-    return tagger
-
-
 def _is_numeral(word: str) -> bool:
     return bool(_NUMERAL.fullmatch(word)) and not _UNIT_SUFFIX.fullmatch(word)
 
@@ -75,7 +61,7 @@ def _is_numeral(word: str) -> bool:
 def _japanese_unshaded(word: str) -> bool:
     if word in JAPANESE_STOP_WORDS or word in _JA_PARTICLE_FORMS:
         return True
-    nodes = list(_tagger()(word))
+    nodes = list(mecab_tagger()(word))
     return bool(nodes) and all(node.feature.pos1 in _JA_UNSHADED_POS for node in nodes)
 
 
