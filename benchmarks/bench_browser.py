@@ -126,6 +126,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ten", type=Path, default=CORPUS / "US06859910B2.txt")
     ap.add_argument("--hundred", type=Path, default=CORPUS / "US08927118B2.txt")
+    ap.add_argument("--only", choices=("ten", "hundred"), help="run one part")
     args = ap.parse_args()
     if not CHROMIUM:
         sys.exit("Chromium is not installed")
@@ -133,8 +134,10 @@ def main() -> None:
 
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     with sync_playwright() as pw:
-        bench_ten(pw, args.ten)
-        bench_hundred(pw, args.hundred)
+        if args.only in (None, "ten"):
+            bench_ten(pw, args.ten)
+        if args.only in (None, "hundred"):
+            bench_hundred(pw, args.hundred)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

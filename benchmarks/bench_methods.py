@@ -21,7 +21,13 @@ tokens, so this is the same measurement as testing W windows of a full analysis,
 1.3 MB novels six times. Ratios are ratios of means over all W windows of a document (as in the badge).
 The intact, random and longest-word runs of a window are shared between methods (same input ids).
 
+Runtimes (--runtimes torch,onnx-int8): the same reductions read through each runtime (runtime.py); the
+deletion test always runs the torch model, so it asks whether a runtime's highlight still finds the words the
+real model relies on. A closing table gives each runtime's ×random relative to torch's per document; a runtime
+may become the default only if it stays within 5% of torch on every document.
+
 usage: python benchmarks/bench_methods.py [--corpus DIR] [--windows 8] [--draws 5] [--json OUT]
+                                          [--methods received/last,...] [--runtimes torch,onnx-int8]
 """
 from __future__ import annotations
 
@@ -59,8 +65,12 @@ shan shan't shouldn shouldn't wasn wasn't weren weren't won won't wouldn wouldn'
 JA_FUNCTION_POS = ("助詞", "助動詞")
 
 
-def label(method: str, layer: str) -> str:
-    return f"{method}/{layer}" if method != "rollout" else "rollout"
+RUNTIME_TOLERANCE = 0.05  # the issue's rule: a runtime's deletion ratio within 5% of torch's
+
+
+def label(method: str, layer: str, runtime: str = "torch") -> str:
+    name = f"{method}/{layer}" if method != "rollout" else "rollout"
+    return name if runtime == "torch" else f"{name} @{runtime}"
 
 
 # ------------------------------------------------------------------------------------------------- corpus
@@ -158,29 +168,31 @@ def top_share(result) -> tuple[int, int, int, int, int]:
 
 
 # ------------------------------------------------------------------------------------------------- runner
-def bench_document(model, lang: str, path: Path, windows: int, draws: int) -> dict:
+def bench_document(models: dict, lang: str, path: Path, windows: int, draws: int,
+                   methods: list[tuple[str, str]]) -> dict:
     from attn_core import Settings, analyze, document_from_text, ingest_path
     from attn_core.faithfulness import summarize, window_shifts
 
     doc = ingest_path(path)
     language = doc.language
+    model = models["torch"]
     parts = excerpts(doc.text, language, model, windows)
     memo: dict = {}
     row: dict = {"document": path.name, "lang": lang, "detected": language, "chars": len(doc.text),
                  "windows": len(parts), "methods": {}}
-    for method, layer in METHODS:
+    for (method, layer), (runtime, rt_model) in ((m, r) for m in methods for r in models.items()):
         shifts, counts = [], [0, 0, 0, 0, 0, 0]
         settings = Settings(method=method, layer=layer)
         for i, text in enumerate(parts):
             sub = document_from_text(text, f"{path.name}#{i}", language=language)
-            r = analyze(sub, model, settings, use_store=False)
-            for s in window_shifts(r, model, fraction=FRACTION, draws=draws, seed=0, max_windows=1, memo=memo):
+            r = analyze(sub, rt_model, settings, use_store=False)
+            for s in window_shifts(r, rt_model, fraction=FRACTION, draws=draws, seed=0, max_windows=1, memo=memo):
                 shifts.append(s)
             k, fk, ku, fu, fall = top_share(r)
             for j, v in enumerate((k, fk, ku, fu, fall, len(r.words))):
                 counts[j] += v
         f = summarize(shifts, method=method, fraction=FRACTION, draws=draws, layer=layer)
-        row["methods"][label(method, layer)] = {
+        row["methods"][label(method, layer, runtime)] = {
             "ratio_random": f.ratio_random, "ratio_baseline": f.ratio_baseline,
             "baseline_vs_random": (f.baseline_shift / f.random_shift) if f.random_shift else None,
             "top_shift": f.top_shift, "random_shift": f.random_shift, "baseline_shift": f.baseline_shift,
@@ -248,13 +260,35 @@ def print_tables(rows: list[dict]) -> str:
         best = max(better, key=lambda n: en[n]) if better else current
     else:
         best = max(passing or summary, key=lambda n: en[n])
-    lines.append(f"\nMeeting the issue's bar (≥ {TARGET_RANDOM}× random and ≥ {TARGET_BASELINE}× the word-length "
-                 f"baseline on every English document): {', '.join(passing) or 'none'}. Current default: {current}. "
-                 f"Recommended default (keeps the current one unless another passing method is better on both the "
-                 f"minimum and the median English ×random): **{best}**")
+    if n_en:
+        lines.append(f"\nMeeting the issue's bar (≥ {TARGET_RANDOM}× random and ≥ {TARGET_BASELINE}× the word-length "
+                     f"baseline on every English document): {', '.join(passing) or 'none'}. Current default: {current}. "
+                     f"Recommended default (keeps the current one unless another passing method is better on both the "
+                     f"minimum and the median English ×random): **{best}**")
+    lines += runtime_table(rows)
     text = "\n".join(lines)
     print(text)
     return text
+
+
+def runtime_table(rows: list[dict]) -> list[str]:
+    """Each non-torch runtime's ×random relative to torch's, per document, and whether it stays within 5%."""
+    names = [n for n in rows[0]["methods"] if " @" in n]
+    if not names:
+        return []
+    lines = ["\n### Runtimes against torch (×random of the runtime / ×random of torch − 1, per document)",
+             "| reduction @runtime | " + " | ".join(f"{r['lang']}/{r['document'][:18]}" for r in rows)
+             + " | worst | mean | default-eligible |", "|---" * (len(rows) + 4) + "|"]
+    for name in names:
+        ref = name.split(" @")[0]
+        diffs = [r["methods"][name]["ratio_random"] / r["methods"][ref]["ratio_random"] - 1
+                 if r["methods"][name]["ratio_random"] and r["methods"][ref]["ratio_random"] else float("nan")
+                 for r in rows]
+        worst = max(diffs, key=abs)
+        ok = all(abs(d) <= RUNTIME_TOLERANCE for d in diffs)
+        lines.append(f"| {name} | " + " | ".join(f"{100 * d:+.1f}%" for d in diffs)
+                     + f" | {100 * worst:+.1f}% | {100 * statistics.fmean(diffs):+.1f}% | {'yes' if ok else 'no'} |")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -264,6 +298,8 @@ def main(argv=None) -> int:
     ap.add_argument("--draws", type=int, default=5, help="random deletions per window")
     ap.add_argument("--model", default=None)
     ap.add_argument("--only", default=None, help="only documents whose name contains this")
+    ap.add_argument("--methods", default=None, help="comma-separated method/layer, e.g. received/last")
+    ap.add_argument("--runtimes", default="torch", help="comma-separated runtimes, torch first (runtime.py)")
     ap.add_argument("--json", default=None, metavar="OUT", help="also write the raw figures as JSON")
     ap.add_argument("--tables-from", default=None, metavar="JSON", help="only print the tables of an earlier --json")
     args = ap.parse_args(argv)
@@ -272,8 +308,14 @@ def main(argv=None) -> int:
         return 0
 
     from attn_core import load_model
+    from attn_core.runtime import with_runtime
 
     model = load_model(args.model)
+    runtimes = [r for r in args.runtimes.split(",") if r]
+    if runtimes[:1] != ["torch"]:
+        runtimes = ["torch"] + [r for r in runtimes if r != "torch"]
+    models = {r: with_runtime(model, r) for r in runtimes}
+    methods = METHODS if not args.methods else [tuple(m.split("/", 1)) for m in args.methods.split(",")]
     print(f"model: {model.info.id} ({model.info.kind}, {model.info.max_tokens} tokens), windows/doc: "
           f"{args.windows}, draws: {args.draws}, fraction: {FRACTION}", file=sys.stderr)
     rows = []
@@ -281,7 +323,7 @@ def main(argv=None) -> int:
         if args.only and args.only not in path.name:
             continue
         t0 = time.perf_counter()
-        rows.append(bench_document(model, lang, path, args.windows, args.draws))
+        rows.append(bench_document(models, lang, path, args.windows, args.draws, methods))
         print(f"{lang}/{path.name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     if not rows:
         print("no documents", file=sys.stderr)
