@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 # public name -> the submodule that defines it
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "analysis": ("ChunkAttention", "analyze", "chunk_attention"),
-    "attention": ("HEAD_CHOICES", "LAYER_CHOICES", "METHODS"),
     "cache": ("ResultStore", "data_dir", "default_store"),
     "claims": ("Claim", "Query", "extract_claims", "make_query", "split_elements", "without_claims"),
     "document": ("Document", "Paragraph", "document_from_text"),
@@ -31,7 +30,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "RecommendedModel", "default_model_for", "load_model", "recommended_for", "resolve_model_id",),
     "progress": ("Cancel", "Progress"),
     "reader": ("Reader", "validate_settings"),
-    "results": ("AnalysisResult", "ChunkInfo", "Method", "ModelInfo", "ModelKind", "Passage", "QueryMode", "QueryRun",
+    "results": ("HEAD_CHOICES", "LAYER_CHOICES", "METHODS", "AnalysisResult", "ChunkInfo", "Method", "ModelInfo", "ModelKind", "Passage", "QueryMode", "QueryRun",
         "Settings", "TokenScore", "WordScore",),
     "retrieval": ("ElementMatch", "PassageIndex", "RankedDocument", "RankedPassage", "chart_column", "claim_chart_cells",
         "claim_chart_csv", "claim_chart_rows", "index_documents", "rank_documents",),
@@ -40,7 +39,6 @@ _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
 if TYPE_CHECKING:  # static analysers see the eager imports; at run time they are lazy
     from .analysis import ChunkAttention, analyze, chunk_attention
-    from .attention import HEAD_CHOICES, LAYER_CHOICES, METHODS
     from .cache import ResultStore, data_dir, default_store
     from .claims import Claim, Query, extract_claims, make_query, split_elements, without_claims
     from .document import Document, Paragraph, document_from_text
@@ -79,6 +77,9 @@ if TYPE_CHECKING:  # static analysers see the eager imports; at run time they ar
     from .progress import Cancel, Progress
     from .reader import Reader, validate_settings
     from .results import (
+        HEAD_CHOICES,
+        LAYER_CHOICES,
+        METHODS,
         AnalysisResult,
         ChunkInfo,
         Method,

@@ -223,7 +223,10 @@ def run_batch(model: LoadedModel, prepared: Prepared, batch: Sequence[Chunk], se
     pooled = prepared.pooled and not full
     if model.runner is not None and not full:  # ONNX Runtime (runtime.py): same capture, other engine
         capture = Capture(settings, model.num_layers, ChunkBatch(padded.valid, keep, False))
-        return _run_runner(model, prepared, batch, settings, padded, capture), capture
+        if settings.method == Method.NORM and model.runner.verified_only:
+            pass  # "auto": the norm method needs value vectors, which only torch exposes
+        elif model.runner.ready(sorted(capture.layers)):
+            return _run_runner(model, prepared, batch, settings, padded, capture), capture
     capture = Capture(settings, model.num_layers, ChunkBatch(padded.valid, keep, model.kind == ModelKind.CAUSAL),
                       model.output_projections, full=full, needs_outputs=classifier or pooled)
     net = model.model if classifier else model.model.base_model
@@ -266,7 +269,7 @@ def _run_runner(model: LoadedModel, prepared: Prepared, batch: Sequence[Chunk], 
 
 def last_hidden_state(model: LoadedModel, padded: PaddedBatch) -> torch.Tensor:
     """The last hidden state of a padded batch, on the model's runtime."""
-    if model.runner is not None:
+    if model.runner is not None and model.runner.ready():
         return model.runner.run(padded.input_ids, padded.attention_mask)[0]
     with torch.inference_mode():
         return model.model.base_model(input_ids=padded.input_ids, attention_mask=padded.attention_mask).last_hidden_state

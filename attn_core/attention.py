@@ -14,17 +14,8 @@ from typing import Any, Iterator
 
 import torch
 
-from .results import Method, Settings
+from .results import METHODS, Settings
 
-METHODS: dict[Method, str] = {
-    Method.RECEIVED: "Attention received: mean over queries of each token's column (sinks removed)",
-    Method.NORM: "Norm-weighted received: each head's weight times ||v·W_O|| (Kobayashi et al. 2020)",
-    Method.CLS: "[CLS] row: what the first token (last token for causal models) attends to",
-    Method.MAX: "Max: the strongest attention any query pays to the token",
-    Method.ROLLOUT: "Attention rollout across all layers (Abnar & Zuidema 2020)",
-}
-LAYER_CHOICES = ("last", "all")
-HEAD_CHOICES = ("mean", "max")
 IMPLEMENTATION = "chumoku"
 
 _local = threading.local()
@@ -58,6 +49,19 @@ class ChunkBatch:
     causal: bool
 
 
+def needed_layers(settings: Settings, num_layers: int) -> set[int]:
+    """The layers whose attention a reduction reads (the forward stops after the last of them)."""
+    layer = settings.layer
+    if settings.method == "rollout" or layer == "all":
+        return set(range(num_layers))
+    if layer == "last":
+        return {num_layers - 1}
+    idx = int(layer)
+    if not -num_layers <= idx < num_layers:
+        raise ValueError(f"layer {idx} out of range for a {num_layers}-layer model")
+    return {idx % num_layers}
+
+
 class Capture:
     """Folds each needed layer's attention into [B, T] scores as soon as it exists."""
 
@@ -72,16 +76,7 @@ class Capture:
         self.needs_outputs = needs_outputs  # a classifier's logits need the whole network
         self.full_layers: list[torch.Tensor] = []
         self.full_value_norms: list[torch.Tensor] = []  # [B, H, T] per layer, for the norm method
-        layer = settings.layer
-        if full or settings.method == "rollout" or layer == "all":
-            self.layers = set(range(num_layers))
-        elif layer == "last":
-            self.layers = {num_layers - 1}
-        else:
-            idx = int(layer)
-            if not -num_layers <= idx < num_layers:
-                raise ValueError(f"layer {idx} out of range for a {num_layers}-layer model")
-            self.layers = {idx % num_layers}
+        self.layers = set(range(num_layers)) if full else needed_layers(settings, num_layers)
         self._sum: torch.Tensor | None = None
         self._count = 0
         self._rollout: torch.Tensor | None = None

@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from .errors import ChumokuError
+from .results import METHODS, Runtime, Settings
 
 if TYPE_CHECKING:
     from .reader import Reader
 
 FORMATS = ("json", "csv", "html")
-METHOD_NAMES = ("received", "norm", "cls", "max", "rollout")  # attention.METHODS, without importing torch
-RUNTIME_NAMES = ("torch", "onnx", "onnx-int8")  # runtime.RUNTIMES, without importing torch
 
 
 class UsageError(ChumokuError):
@@ -30,15 +29,13 @@ class UsageError(ChumokuError):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .results import Settings
-
     ap = argparse.ArgumentParser(prog="python -m attn_core", description="Attention-guided reading of long documents.")
     sub = ap.add_subparsers(dest="command", required=True)
     an = sub.add_parser("analyze", help="score every word and passage of each document")
     an.add_argument("paths", nargs="+", metavar="PATH")
     an.add_argument("--model", default=None, help="hub id or local folder (default: by language — Japanese: "
                                                   "the offline multilingual-e5-small, English: the offline MiniLM)")
-    an.add_argument("--method", default=str(Settings().method), choices=METHOD_NAMES)
+    an.add_argument("--method", default=str(Settings().method), choices=list(METHODS))
     an.add_argument("--layer", default="last", help="last | all | layer index")
     an.add_argument("--head", default="mean", help="mean | max | head index")
     an.add_argument("--format", default="json", choices=FORMATS)
@@ -75,20 +72,26 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--object-store-mb", type=int, default=200, metavar="MB",
                     help="object store of a local Ray cluster (outputs are streamed, not collected)")
     bt.add_argument("--model", default=None, help="hub id or local folder (default: by language, as analyze)")
-    bt.add_argument("--method", default=str(Settings().method), choices=METHOD_NAMES)
+    bt.add_argument("--method", default=str(Settings().method), choices=list(METHODS))
     bt.add_argument("--layer", default="last", help="last | all | layer index")
     bt.add_argument("--head", default="mean", help="mean | max | head index")
     bt.add_argument("--format", default="json", choices=FORMATS)
     bt.add_argument("--language", choices=["ja", "en"], default=None, help="override language detection")
     bt.add_argument("--quiet", action="store_true", help="no progress on stderr")
     _add_runtime_option(bt)
+    pp = sub.add_parser("prepare", help="get models ready before first use: convert the offline multilingual "
+                                        "model and build the fast runtime's ONNX export, verified against torch")
+    pp.add_argument("--model", default=None, help="hub id or local folder (default: both offline defaults)")
+    pp.add_argument("--layer", default="last", help="the layer choice to build the export for: last | all | index")
     return ap
 
 
 def _add_runtime_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runtime", default="torch", choices=RUNTIME_NAMES,
-                        help="torch (default) | onnx (ONNX Runtime, fp32) | onnx-int8 (dynamic int8; faster, "
-                             "scores differ more: see the README's runtime table); encoder models only")
+    parser.add_argument("--runtime", default=None, choices=list(Runtime),
+                        help="auto (default, or $CHUMOKU_RUNTIME): ONNX Runtime fp32 where `prepare` built and "
+                             "verified its export (same scores as torch, faster), else torch | torch | onnx | "
+                             "onnx-int8 (dynamic int8; faster, scores differ more: see the README's runtime "
+                             "table); the ONNX runtimes read encoder models only")
 
 
 def _render(result, fmt: str) -> str:
@@ -137,18 +140,16 @@ class Readers:
     for its language (Japanese: the multilingual model; English: MiniLM)."""
 
     def __init__(self, model: str | None = None, method: str = "received", layer: str = "last",
-                 head: str = "mean", runtime: str = "torch") -> None:
-        from .results import Settings
-
+                 head: str = "mean", runtime: str | None = None) -> None:
         self.requested = model
-        self.runtime = runtime
+        self.runtime = Runtime.parse(runtime) if runtime else Runtime.default()
         self.settings = Settings(method=method, layer=layer, head=head)
         self._readers: dict[str, "Reader"] = {}
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "Readers":
         return cls(args.model, getattr(args, "method", "received"), getattr(args, "layer", "last"),
-                   getattr(args, "head", "mean"), getattr(args, "runtime", "torch"))
+                   getattr(args, "head", "mean"), getattr(args, "runtime", None))
 
     def for_languages(self, languages: Sequence[str]) -> "Reader":
         from .models import load_model, resolve_model_id
@@ -158,7 +159,7 @@ class Readers:
         if model_id not in self._readers:
             # weights on first use: documents already in the result store are answered without them
             model = load_model(model_id, lazy=True)
-            if self.runtime != "torch":
+            if self.runtime is not Runtime.TORCH:
                 from .runtime import with_runtime
 
                 model = with_runtime(model, self.runtime)
@@ -296,17 +297,53 @@ def cmd_batch(args: argparse.Namespace) -> int:
     out_dir = prepare_out_dir(args.out)
     assert out_dir is not None
     request = BatchRequest(args.model, args.method, args.layer, args.head, args.language, args.format,
-                           args.runtime)
+                           str(Runtime.parse(args.runtime) if args.runtime else Runtime.default()))
     if args.engine == "ray" and importlib.util.find_spec("ray") is None:  # found, not imported: a rerun with
         raise UsageError("--engine ray needs Ray Data: pip install 'ray[data]'")  # nothing to do stays fast
     return run_batch(args.paths, out_dir, request, engine=args.engine, address=args.address, workers=args.workers,
                      object_store_mb=args.object_store_mb, quiet=args.quiet)
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """Convert/load each model and build its verified ONNX export (runtime.py), one line per model.
+
+    Exit 1 when an export could not be built or verified: the model still works, on torch."""
+    import time
+
+    from .attention import needed_layers
+    from .models import default_model_for, load_model
+    from .reader import validate_settings
+    from .runtime import with_runtime
+
+    ids = [args.model] if args.model else list(dict.fromkeys([default_model_for("en"), default_model_for("ja")]))
+    status = 0
+    for model_id in ids:
+        model = load_model(model_id, lazy=True)
+        if model.info.fallback_reason:
+            print(f"warning: {model.info.fallback_reason}", file=sys.stderr)
+        auto = with_runtime(model, Runtime.AUTO)
+        if auto.runner is None:
+            print(f"{model.info.id}: torch (the ONNX runtime reads encoder models on the CPU, with onnxruntime "
+                  f"installed)")
+            continue
+        settings = validate_settings(model, Settings(layer=args.layer))
+        t0 = time.perf_counter()
+        try:
+            auto.runner.build(sorted(needed_layers(settings, model.num_layers)))
+        except Exception as exc:  # an exporter failure of any kind: the model keeps working on torch
+            print(f"{model.info.id}: torch (no ONNX export: {str(exc).splitlines()[0][:300]})")
+            status = 1
+            continue
+        print(f"{model.info.id}: ONNX Runtime export built and verified against torch "
+              f"({time.perf_counter() - t0:.0f} s); analyses use it")
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"analyze": cmd_analyze, "rank": cmd_rank, "batch": cmd_batch}[args.command](args)
+        return {"analyze": cmd_analyze, "rank": cmd_rank, "batch": cmd_batch,
+                "prepare": cmd_prepare}[args.command](args)
     except ChumokuError as exc:
         print(f"error: {exc}".replace("\x00", "\\0"), file=sys.stderr)
         return 2

@@ -162,8 +162,8 @@ def _json_output_matches(path: Path, job: Job, request: BatchRequest) -> bool:
         return False
     identity = str(model.get("identity", ""))
     marked = identity.endswith(("+onnx", "+onnx-int8"))  # runtime.with_runtime marks the identity
-    if (request.runtime == "torch" and marked) or (request.runtime != "torch"
-                                                   and not identity.endswith(f"+{request.runtime}")):
+    unmarked = request.runtime in ("torch", "auto")  # auto computes torch's function under torch's identity
+    if (unmarked and marked) or (not unmarked and not identity.endswith(f"+{request.runtime}")):
         return False
     return model.get("id") == resolve_model_id(request.model, [str(doc.get("language"))])
 

@@ -49,7 +49,7 @@ QUERY_SHARE = 0.5  # the query may take at most this share of the model's window
 MIN_DOC_TOKENS = 16
 COMBINE = "max"
 LIFT = True  # divide by the attention the document's own tokens pay (sinks such as "the", "." cancel)
-GUIDED_METHOD = Method.QUERY  # Settings.method of a guided result (unguided results use attention.METHODS)
+GUIDED_METHOD = Method.QUERY  # Settings.method of a guided result (unguided results use results.METHODS)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ import numpy as np
 
 from .alignment import tokenize_texts
 from .analysis import ChunkAttention, analyze, chunk_attention, clear_preprocess_memo, preprocess
-from .attention import HEAD_CHOICES, LAYER_CHOICES, METHODS
 from .cache import ResultStore, default_store
 from .claims import Query, make_query
 from .document import Document
@@ -32,7 +31,7 @@ from .lexical import LexicalIndex
 from .models import LoadedModel, load_model
 from .progress import Cancel, Progress
 from .relevance import PassageRelevance, lexical_scores, passage_relevance
-from .results import AnalysisResult, Method, Passage, Settings
+from .results import HEAD_CHOICES, LAYER_CHOICES, METHODS, AnalysisResult, Method, Passage, Runtime, Settings
 from .retrieval import (
     PassageIndex,
     RankedDocument,
@@ -105,9 +104,18 @@ class Reader:
         self._rate: float | None = None  # tokens/s of this Reader's last fresh analysis
 
     @classmethod
-    def load(cls, model_id: str | None = None, settings: Settings | None = None, **kw: Any) -> "Reader":
-        """Load a hub id or folder (offline default when None) and wrap it; ModelLoadError on failure."""
-        return cls(load_model(model_id), settings, **kw)
+    def load(cls, model_id: str | None = None, settings: Settings | None = None, *,
+             runtime: Runtime | str = Runtime.TORCH, background: bool = False, **kw: Any) -> "Reader":
+        """Load a hub id or folder (offline default when None) and wrap it; ModelLoadError on failure.
+
+        `runtime` other than torch: read through it (runtime.py); with "auto" the torch weights load only
+        when something needs them, and `background` builds a missing ONNX export in a background thread."""
+        rt = Runtime.parse(runtime)
+        if rt is Runtime.TORCH:
+            return cls(load_model(model_id), settings, **kw)
+        from .runtime import with_runtime
+
+        return cls(with_runtime(load_model(model_id, lazy=True), rt, background=background), settings, **kw)
 
     @property
     def store(self) -> ResultStore | None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import os
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ if TYPE_CHECKING:
 
 
 class Method(enum.StrEnum):
-    """How attention is reduced to one score per token (attention.METHODS describes each)."""
+    """How attention is reduced to one score per token (METHODS below describes each)."""
 
     RECEIVED = "received"
     NORM = "norm"
@@ -20,6 +21,44 @@ class Method(enum.StrEnum):
     MAX = "max"
     ROLLOUT = "rollout"
     QUERY = "query"  # query-guided reading (guided.py): the attention the query pays each token
+
+
+# The reductions a user can pick, described (here, not in attention.py, so the sidebar and the CLI's parser
+# can list them without importing torch).
+METHODS: dict[Method, str] = {
+    Method.RECEIVED: "Attention received: mean over queries of each token's column (sinks removed)",
+    Method.NORM: "Norm-weighted received: each head's weight times ||v·W_O|| (Kobayashi et al. 2020)",
+    Method.CLS: "[CLS] row: what the first token (last token for causal models) attends to",
+    Method.MAX: "Max: the strongest attention any query pays to the token",
+    Method.ROLLOUT: "Attention rollout across all layers (Abnar & Zuidema 2020)",
+}
+LAYER_CHOICES = ("last", "all")
+HEAD_CHOICES = ("mean", "max")
+
+
+class Runtime(enum.StrEnum):
+    """What runs the analysis forward pass (runtime.py); named here so the CLI parser needs no torch."""
+
+    AUTO = "auto"  # fp32 ONNX Runtime once its export is verified against torch, torch until then
+    TORCH = "torch"
+    ONNX = "onnx"  # fp32
+    ONNX_INT8 = "onnx-int8"  # dynamic int8 quantisation of the fp32 export
+
+    @classmethod
+    def parse(cls, value: "str | Runtime") -> "Runtime":
+        """SettingsError for a name that is not a runtime."""
+        from .errors import SettingsError
+
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            raise SettingsError(f"unknown runtime {str(value)[:20]!r}: use one of "
+                                f"{', '.join(r.value for r in cls)}") from None
+
+    @classmethod
+    def default(cls) -> "Runtime":
+        """$CHUMOKU_RUNTIME (a server's choice for every session), else auto."""
+        return cls.parse(os.environ.get("CHUMOKU_RUNTIME", "").strip() or cls.AUTO)
 
 
 class ModelKind(enum.StrEnum):
@@ -42,7 +81,7 @@ class QueryMode(enum.StrEnum):
 class Settings:
     """How attention is reduced to one score per token. Part of every cache key."""
 
-    method: Method = Method.RECEIVED  # see attention.METHODS
+    method: Method = Method.RECEIVED  # see METHODS
     layer: str | int = "last"  # "last" | "all" | layer index
     head: str | int = "mean"  # "mean" | "max" | head index
     drop_special: bool = True  # exclude [CLS]/[SEP]/BOS/padding and renormalise

@@ -19,6 +19,7 @@ from attn_core.ingest_worker import ingest_isolated
 from attn_core.library import SINGLE_USER, Library, default_library, normalise_identity
 from attn_core.models import AUTO_MODEL_ID, Availability, availability, resolve_model_id
 from attn_core.render import escape_markdown
+from attn_core.results import Runtime
 from attn_core.sharing import default_share_links
 
 ROUTE_PARAM = "page"  # set while a link that reached a page before the entry script is routed through it
@@ -164,7 +165,7 @@ def share_url(page: str = "screen") -> str:
 @st.cache_resource(show_spinner=False, max_entries=3)
 def get_reader(model_id: str) -> ac.Reader:
     """One Reader (model, store, memo) per model for every session (read-only use; captures are per thread)."""
-    return ac.Reader.load(model_id)
+    return ac.Reader.load(model_id, runtime=Runtime.default(), background=True)
 
 
 def current_reader(languages: Sequence[str] = ()) -> ac.Reader | None:
@@ -430,10 +431,12 @@ def cached_result(doc: ac.Document, reader: ac.Reader) -> ac.AnalysisResult | No
 
 
 def model_status(model: ac.LoadedModel) -> str:
+    from attn_core.runtime import runtime_label  # torch: imported once a model is loaded, not by the sidebar
+
     info = model.info
     where = "offline (bundled weights)" if availability(info.id) == Availability.OFFLINE else "local/hub"
     return (f"**{escape_markdown(info.id)}** · {info.kind} · {info.device} · {where} · "
-            f"{info.max_tokens} tokens per chunk")
+            f"{info.max_tokens} tokens per chunk · {escape_markdown(runtime_label(model))}")
 
 
 def unk_warning(result: ac.AnalysisResult) -> str | None:

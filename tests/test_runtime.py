@@ -92,3 +92,87 @@ def test_minilm_on_a_corpus_patent(corpus, minilm):
     int8 = _raw(ac.analyze(doc, with_runtime(minilm, "onnx-int8"), use_store=False))
     assert np.abs(fp32 - reference).max() < 1e-3
     assert _spearman(int8, reference) > 0.9  # measured 0.95: close, not equal (README's runtime table)
+
+
+# ---- "auto", the default: a verified fp32 export, torch until it exists ------------------------------------
+@pytest.fixture
+def fresh_models(tmp_path, monkeypatch):
+    """An empty models folder: no export exists yet (the session's folder may hold one)."""
+    monkeypatch.setenv("CHUMOKU_MODELS_DIR", str(tmp_path / "models"))
+    return tmp_path / "models"
+
+
+def test_auto_serves_from_a_verified_export_with_the_torch_identity(en_bert, fresh_models):
+    from attn_core.runtime import runtime_label
+
+    doc = ac.document_from_text(EN_TEXT * 3, "a.txt", "en")
+    auto = with_runtime(en_bert, "auto")
+    assert auto.info.identity == en_bert.info.identity  # same function, same cache entries
+    assert not auto.runner.ready() and runtime_label(auto) == "torch"
+    before = ac.analyze(doc, auto, use_store=False)  # no export yet: torch, and no export is started
+    assert not auto.runner.export_path().exists()
+    auto.runner.build()
+    marker = json.loads(auto.runner.export_path().with_name(auto.runner.export_path().name + ".verified.json")
+                        .read_text(encoding="utf-8"))
+    assert marker["max_difference"] <= marker["tolerance"] == 1e-4
+    assert auto.runner.ready() and runtime_label(auto) == "ONNX Runtime (verified against torch)"
+    after = ac.analyze(doc, auto, use_store=False)
+    assert np.abs(_raw(after) - _raw(before)).max() < 1e-4
+    assert [p.rank for p in after.passages] == [p.rank for p in before.passages]
+    # the norm method needs value vectors: "auto" reads it with torch instead of refusing
+    norm = ac.analyze(doc, auto, ac.Settings(method="norm"), use_store=False)
+    assert np.abs(_raw(norm) - _raw(ac.analyze(doc, en_bert, ac.Settings(method="norm"), use_store=False))).max() == 0
+    # embeddings go through the export too, and agree with torch's
+    q = ["the proxy inspects the header", "a tunnel carries packets"]
+    qa, qb = ac.Reader(en_bert).query_vectors(q), ac.Reader(auto).query_vectors(q)
+    assert (qa * qb).sum(1).min() >= 0.9999
+
+
+def test_auto_builds_in_the_background_and_refuses_an_export_that_differs(en_bert, fresh_models, tmp_path):
+    from tiny_models import build_english_bert
+
+    from attn_core.runtime import runtime_label
+
+    auto = with_runtime(en_bert, "auto", background=True)
+    assert not auto.runner.ready()  # starts the export in a background thread
+    thread = auto.runner.build_in_background()
+    assert thread is not None
+    thread.join(timeout=300)
+    assert auto.runner.ready() and runtime_label(auto).startswith("ONNX Runtime")
+
+    # a file at the export's place that is not this model (here: other weights) fails verification: torch serves
+    other = ac.load_model(str(build_english_bert(tmp_path / "other", EN_TEXT * 2, seed=1)))
+    other_export = with_runtime(other, "onnx").runner.build()
+    victim = with_runtime(en_bert, "auto", background=True)
+    victim_path = victim.runner.export_path()
+    victim_path.with_name(victim_path.name + ".verified.json").unlink()
+    victim_path.write_bytes(other_export.read_bytes())  # names the other export's weights file beside it
+    assert not victim.runner.ready()
+    victim.runner.build_in_background().join(timeout=300)
+    assert not victim.runner.ready()
+    assert "differs from torch" in runtime_label(victim)
+    doc = ac.document_from_text(EN_TEXT, "a.txt", "en")
+    assert np.abs(_raw(ac.analyze(doc, victim, use_store=False))
+                  - _raw(ac.analyze(doc, en_bert, use_store=False))).max() == 0
+
+
+def test_cli_prepare_then_the_default_runtime_uses_the_export(en_bert_dir, fresh_models, tmp_path):
+    src = tmp_path / "a.txt"
+    src.write_text(EN_TEXT * 3, encoding="utf-8")
+    res = _cli("prepare", "--model", str(en_bert_dir))
+    assert res.returncode == 0, res.stderr
+    assert "verified against torch" in res.stdout
+    assert list((fresh_models / "onnx").glob("*.verified.json"))
+    outs = {}
+    for name, extra in (("auto", []), ("torch", ["--runtime", "torch"])):
+        env_out = tmp_path / name
+        res = _cli("analyze", str(src), "--model", str(en_bert_dir), "--out", str(env_out), "--quiet", *extra)
+        assert res.returncode == 0, res.stderr
+        outs[name] = json.loads((env_out / "a.txt.json").read_text(encoding="utf-8"))
+    assert outs["auto"]["model"]["identity"] == outs["torch"]["model"]["identity"]
+    diff = max(abs(a["raw"] - b["raw"]) for a, b in zip(outs["auto"]["words"], outs["torch"]["words"]))
+    assert diff < 1e-4
+    bad = subprocess.run([sys.executable, "-m", "attn_core", "analyze", str(src), "--model", str(en_bert_dir)],
+                         cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO), CHUMOKU_RUNTIME="tensorrt"),
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "unknown runtime" in bad.stderr and "Traceback" not in bad.stderr
