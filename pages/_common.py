@@ -55,6 +55,7 @@ class SessionState:
     method: str = str(ac.Settings().method)
     layer: str | int = "last"
     head: str | int = "mean"
+    runtime: str = ""  # "": the server's default runtime (Models & cache page); else a Runtime value
     top_percent: int = int(render.DEFAULT_TOP_PERCENT)
     seen_uploads: set = field(default_factory=set)  # file_id of uploads already ingested
     queries: dict[str, ac.Query] = field(default_factory=dict)  # page -> the claim or query entered there
@@ -162,10 +163,22 @@ def share_url(page: str = "screen") -> str:
 
 
 # ---- the shared Reader ---------------------------------------------------------------------------------
-@st.cache_resource(show_spinner=False, max_entries=3)
-def get_reader(model_id: str) -> ac.Reader:
-    """One Reader (model, store, memo) per model for every session (read-only use; captures are per thread)."""
-    return ac.Reader.load(model_id, runtime=Runtime.default(), background=True)
+@st.cache_resource(show_spinner=False, max_entries=4)
+def get_reader(model_id: str, runtime: str = "") -> ac.Reader:
+    """One Reader (model, store, memo) per model and runtime for every session (read-only use; captures are
+    per thread). `runtime` "": the server's ($CHUMOKU_RUNTIME, else auto), which builds a missing ONNX export
+    in the background."""
+    return ac.Reader.load(model_id, runtime=Runtime.parse(runtime) if runtime else Runtime.default(),
+                          background=True)
+
+
+def server_runtime() -> Runtime:
+    """This server's default runtime ($CHUMOKU_RUNTIME, else auto); auto when the variable names no runtime
+    (loading a model then shows why in the sidebar)."""
+    try:
+        return Runtime.default()
+    except ac.SettingsError:
+        return Runtime.AUTO
 
 
 def current_reader(languages: Sequence[str] = ()) -> ac.Reader | None:
@@ -181,7 +194,7 @@ def current_reader(languages: Sequence[str] = ()) -> ac.Reader | None:
     with s.model_slot or st.sidebar.container():  # appended: with "Automatic" each language shows its model
         try:
             with st.spinner(f"Loading {escape_markdown(model_id)}…"):
-                reader = get_reader(model_id)
+                reader = get_reader(model_id, s.runtime)
         except ac.ChumokuError as exc:
             st.error(escape_markdown(exc.message))
         if reader is not None:
@@ -457,7 +470,7 @@ def clear_all_caches() -> dict[str, int]:
     cleared_store = False
     for model_id in list(_loaded_model_ids()):
         try:
-            reader = get_reader(model_id)
+            reader = get_reader(model_id, state().runtime)
         except ac.ChumokuError:
             continue
         counts = reader.clear()

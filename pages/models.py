@@ -7,6 +7,7 @@ import streamlit as st
 
 import attn_core as ac
 from attn_core.models import MULTILINGUAL_MODEL_ID, Availability, availability, licence_text, pick_device
+from attn_core.results import Runtime
 from pages import _common as ui
 
 ui.ensure_navigation()  # a share link may be a fresh server's first request
@@ -58,6 +59,30 @@ else:
             st.code(licence, language=None)
 st.markdown(f"**Device:** {'CUDA GPU' if device.startswith('cuda') else 'CPU'} (`{device}`)"
             + ("" if device.startswith("cuda") else " — a GPU makes long documents several times faster."))
+
+RUNTIMES = {
+    Runtime.AUTO: "auto — ONNX Runtime fp32 once its export is verified against torch (same scores, faster on a "
+                  "CPU); torch until then (the export is built in the background, once)",
+    Runtime.TORCH: "torch — PyTorch (on a GPU every runtime is torch)",
+    Runtime.ONNX: "onnx — ONNX Runtime fp32, exported on first use",
+    Runtime.ONNX_INT8: "onnx-int8 — about twice as fast again, but the shading differs (over the corpus its "
+                       "deletion ratio moved by up to 14%)",
+}
+server_default = ui.server_runtime()
+
+
+def runtime_picked() -> None:
+    """Before the rerun, so that the page's Reader is the new runtime's in the same run."""
+    picked = st.session_state["models.runtime"]
+    ui.state().runtime = "" if picked == server_default else str(picked)
+    ui.state().readers = {}  # the Readers this run already holds are the old runtime's
+
+
+st.selectbox("Runtime of the analysis", list(RUNTIMES), key="models.runtime", on_change=runtime_picked,
+             index=list(RUNTIMES).index(Runtime(ui.state().runtime or server_default)),
+             format_func=lambda r: RUNTIMES[r] + (" (this server's default)" if r == server_default else ""),
+             help="What runs the forward pass that shades the words, for this session. Guided readings and the "
+                  "faithfulness badge always run torch; models other than encoders always use torch.")
 
 # ---- recommended models ---------------------------------------------------------------------------------
 st.subheader("Recommended models")

@@ -185,6 +185,31 @@ def test_models_page_cache_size_and_clear():
     assert default_library().get_document(doc.sha256) is not None
 
 
+def test_models_page_runtime_choice_reaches_this_sessions_reader(monkeypatch):
+    from attn_core.results import Runtime
+
+    monkeypatch.delenv("CHUMOKU_RUNTIME", raising=False)
+    at = seeded_app(ac.document_from_text(EN_TEXT, "a.txt", "en"))
+    at.switch_page("pages/models.py").run()
+    assert not at.exception, at.exception
+    picker = at.selectbox(key="models.runtime")
+    assert picker.value == Runtime.AUTO  # the server's default
+    def status() -> str:  # the page's own status line of the current model
+        (line,) = [m.value for m in at.markdown if "tokens per chunk" in m.value]
+        return line
+
+    assert status().endswith(("· torch", "· torch \\(ONNX export being built\\)",
+                              "· ONNX Runtime \\(verified against torch\\)")), status()
+    picker.select(Runtime.TORCH).run()
+    assert not at.exception, at.exception
+    assert at.session_state["chumoku"].runtime == "torch"
+    assert status().endswith("· torch"), status()
+    at.selectbox(key="models.runtime").select(Runtime.ONNX_INT8).run()
+    assert status().endswith("· ONNX Runtime int8"), status()
+    at.selectbox(key="models.runtime").select(Runtime.AUTO).run()
+    assert at.session_state["chumoku"].runtime == ""  # back to the server's default
+
+
 def test_claim_picker_defaults_to_the_open_document_and_a_query_stays_on_its_page():
     from attn_core.samples import sample_documents
     from pages import _common as ui
