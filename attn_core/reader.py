@@ -109,7 +109,7 @@ class Reader:
         """Load a hub id or folder (offline default when None) and wrap it; ModelLoadError on failure.
 
         `runtime` other than torch: read through it (runtime.py); with "auto" the torch weights load only
-        when something needs them, and `background` builds a missing ONNX export in a background thread."""
+        when something needs them, and `background` builds a missing ONNX export in a background process."""
         rt = Runtime.parse(runtime)
         if rt is Runtime.TORCH:
             return cls(load_model(model_id), settings, **kw)

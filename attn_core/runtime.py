@@ -24,8 +24,8 @@ batch (every attention probability within 1e-4), and torch until then. fp32 ONNX
 function (measured over the whole corpus: deletion ratios identical to torch's on every document), so "auto"
 keeps the torch identity and cache entries stay valid across the switch; it is ≈ 1.4x faster on these CPUs
 and a process answered from the export never loads the torch weights (transformers' modelling imports cost
-seconds). The export is built by `python -m attn_core prepare`, or by the dashboard in a low-priority
-background thread after its first model load; a CLI run never waits for one. int8 is not the default: over
+seconds). The export is built by `python -m attn_core prepare`, or by the dashboard in a child process at
+the lowest CPU priority after its first model load; a CLI run never waits for one. int8 is not the default: over
 the corpus its deletion ratio moved by more than the 5% allowed (README, "Runtimes").
 """
 from __future__ import annotations
@@ -37,6 +37,7 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 import sys
 import threading
 import warnings
@@ -86,7 +87,7 @@ class OnnxRunner:
 
     `verified_only` (the "auto" runtime): serve only from an export that passed `verify`; `ready` says whether
     one is on disk, and until then the caller runs torch. `background`: a missing export is then built in a
-    low-priority thread (the dashboard), never in the caller's."""
+    low-priority child process (the dashboard), never in the caller's."""
 
     def __init__(self, base: LoadedModel, int8: bool, *, verified_only: bool = False, background: bool = False) -> None:
         self.base = base
@@ -230,7 +231,7 @@ class OnnxRunner:
 
     def ready(self, layers: Sequence[int] = ()) -> bool:
         """Whether `run` serves these layers now (for "auto": a verified export is on disk). When it does not
-        and `background` is set, the export starts in a background thread for later calls."""
+        and `background` is set, the export starts in a background child process for later calls."""
         if not self.verified_only:
             return True
         key = self.key(layers)
@@ -253,12 +254,15 @@ class OnnxRunner:
         return False
 
     def build_in_background(self, layers: Sequence[int] = ()) -> threading.Thread | None:
-        """Start `build` in a daemon thread at a lower CPU priority (once per layer choice); the thread."""
+        """Start `build` in a child process at the lowest CPU priority (once per layer choice), watched by a
+        daemon thread, which is returned: the export is seconds of Python-heavy tracing that must not hold
+        this process's GIL or cores while reviewers read, and a crash or out-of-memory there never reaches
+        the server."""
         key = self.key(layers)
         with self._lock:
             if key in self._building or key in self.rejected:
                 return self._building.get(key)
-            thread = threading.Thread(target=self._build_quietly, args=(key,), daemon=True,
+            thread = threading.Thread(target=self._build_in_child, args=(key,), daemon=True,
                                       name=f"chumoku-onnx-export-{self.base.info.id}")
             self._building[key] = thread
         thread.start()
@@ -269,14 +273,25 @@ class OnnxRunner:
         thread = self._building.get(self.key(layers))
         return thread is not None and thread.is_alive()
 
-    def _build_quietly(self, key: tuple[int, ...]) -> None:
-        with contextlib.suppress(OSError, AttributeError):  # this thread only: readers keep their priority
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    def _build_in_child(self, key: tuple[int, ...]) -> None:
+        """`python -m attn_core prepare` for this model and layer choice; its last line is the reason when
+        no verified export comes out (torch keeps serving)."""
+        last = self.base.num_layers - 1
+        layer = "last" if key == (last,) else "all" if len(key) > 1 else str(key[0])
+        root = str(Path(__file__).resolve().parents[1])
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+        cmd = [sys.executable, "-m", "attn_core", "prepare", "--model", self.base.info.id, "--layer", layer]
+        if shutil.which("nice"):
+            cmd = ["nice", "-n", "19", *cmd]
         try:
-            self.build(key)
-        except Exception as exc:  # the export is an optimisation: torch keeps serving, the reason is kept
-            self.rejected[key] = str(exc)
-            log.warning("ONNX export of %s not used: %s", self.base.info.id, exc)
+            res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
+            output = (res.stdout.strip() or res.stderr.strip() or f"exit status {res.returncode}").splitlines()[-1]
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            output = f"the ONNX export did not finish: {exc}"
+        fp32 = self.export_path(key)
+        if not (fp32.is_file() and self._verified_path(fp32).is_file()):
+            self.rejected[key] = output.split("torch (no ONNX export: ", 1)[-1].rstrip(")")[:300]
+            log.warning("ONNX export of %s not used: %s", self.base.info.id, self.rejected[key])
 
     def session(self, layers: Sequence[int] = ()) -> Any:
         key = self.key(layers)
@@ -303,7 +318,7 @@ def with_runtime(model: LoadedModel, runtime: str | Runtime, *, background: bool
     (except "auto", which computes the same function as torch and keeps torch's identity).
 
     "auto" is torch for models it cannot serve (not an encoder, on a GPU, ONNX Runtime not installed).
-    `background` ("auto" only): build a missing export in a background thread (long-lived processes).
+    `background` ("auto" only): build a missing export in a background process (long-lived processes).
     SettingsError when the runtime is unknown, not installed, or cannot run this kind of model."""
     rt = Runtime.parse(runtime)
     if rt is Runtime.TORCH:
