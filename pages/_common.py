@@ -163,11 +163,15 @@ def share_url(page: str = "screen") -> str:
 
 
 # ---- the shared Reader ---------------------------------------------------------------------------------
-@st.cache_resource(show_spinner=False, max_entries=4)
 def get_reader(model_id: str, runtime: str = "") -> ac.Reader:
     """One Reader (model, store, memo) per model and runtime for every session (read-only use; captures are
     per thread). `runtime` "": the server's ($CHUMOKU_RUNTIME, else auto), which builds a missing ONNX export
     in the background."""
+    return _shared_reader(model_id, runtime)  # one cache key however the caller passed the arguments
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _shared_reader(model_id: str, runtime: str) -> ac.Reader:
     return ac.Reader.load(model_id, runtime=Runtime.parse(runtime) if runtime else Runtime.default(),
                           background=True)
 
