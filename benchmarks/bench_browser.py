@@ -6,7 +6,8 @@
    cold   = fresh server + fresh CHUMOKU_DATA_DIR: upload → first shaded span visible (model load included),
             once with a fresh models folder (the ONNX export is then built in the background) and once with
             one prepared by `python -m attn_core prepare`;
-   cached = the same file uploaded again in a new browser session on the same server.
+   cached = a new browser session on the same server (single-user mode lists the workspace, so the document
+            is already there): page open → first shaded span.
 2. ~100-page document (default: ../shared/corpus/en/US08927118B2.txt, 270 KB), fresh server and data dir:
    upload → first visible progress (a progress bar or the analysis status), → first shaded span,
    then clicks on read-first links: click → target passage in view (scroll latency), and a find-box rerun.
@@ -97,18 +98,22 @@ def bench_ten(pw, path: Path, prepared: bool) -> None:
                   f"{opened + after_upload:.2f} s (model load and analysis included; uploader ready after "
                   f"{opened:.2f} s, first progress {progress if progress is None else round(progress, 2)} s "
                   f"after the upload)")
-            for i in range(2):
+            for i in range(2):  # single-user mode: a new session lists the workspace, the document included
                 ctx, page = new_page(pw, Path(tmp) / f"p{i + 2}")
-                open_screen(page, url)
-                cached, _ = upload_until_span(page, path)
+                t0 = time.monotonic()
+                page.goto(url + "/screen")
+                page.locator(SPAN).first.wait_for(state="visible")
+                cached = time.monotonic() - t0
                 ctx.close()
-                print(f"10-page cached (new browser session #{i + 1}): upload → first shaded span {cached:.2f} s")
+                print(f"10-page cached (new browser session #{i + 1}, the document already in the workspace): "
+                      f"page open → first shaded span {cached:.2f} s")
         finally:
             stop_server(proc)
 
 
 def bench_hundred(pw, path: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        os.environ["CHUMOKU_MODELS_DIR"] = str(Path(tmp) / "models")  # a fresh install: export in the background
         proc, url = start_server(Path(tmp) / "data", Path(tmp) / "streamlit.log")
         try:
             ctx, page = new_page(pw, Path(tmp) / "p1")
