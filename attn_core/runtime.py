@@ -40,6 +40,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -134,6 +135,10 @@ class OnnxRunner:
         longest = int(getattr(self.base.config, "max_position_embeddings", 512) or 512)
         batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq", max=longest)
         probe = torch.ones((2, 16), dtype=torch.long)
+        for stale in target.parent.glob(".export-*"):  # left by a process killed while exporting
+            with contextlib.suppress(OSError):
+                if time.time() - stale.stat().st_mtime > 3600:
+                    shutil.rmtree(stale, ignore_errors=True)
         work = target.with_name(f".export-{os.getpid()}-{threading.get_ident()}")
         work.mkdir(parents=True, exist_ok=True)
         exporter_log = logging.getLogger("torch.onnx")
@@ -245,13 +250,19 @@ class OnnxRunner:
             try:
                 self.session(key)
                 return True
-            except Exception as exc:  # a damaged file: torch serves, and the reason is kept
-                self.rejected[key] = f"the ONNX export could not be opened: {exc}"
-                log.warning("%s", self.rejected[key])
-                return False
+            except Exception as exc:  # a damaged file: torch serves; the files are derived, so they go and
+                self.discard(key)  # the next build (a background one, `prepare`) makes them again
+                log.warning("the ONNX export of %s could not be opened (%s); removed", self.base.info.id, exc)
         if self.background:
             self.build_in_background(key)
         return False
+
+    def discard(self, layers: Sequence[int] = ()) -> None:
+        """Remove the export of these layers (graph, weights, verification, int8), e.g. a damaged one."""
+        fp32 = self.export_path(layers, False)
+        for path in (fp32, fp32.with_name(fp32.name + ".data"), self._verified_path(fp32),
+                     self.export_path(layers, True)):
+            path.unlink(missing_ok=True)
 
     def build_in_background(self, layers: Sequence[int] = ()) -> threading.Thread | None:
         """Start `build` in a child process at the lowest CPU priority (once per layer choice), watched by a

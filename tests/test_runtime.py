@@ -176,3 +176,17 @@ def test_cli_prepare_then_the_default_runtime_uses_the_export(en_bert_dir, fresh
                          cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO), CHUMOKU_RUNTIME="tensorrt"),
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "unknown runtime" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_auto_removes_a_damaged_export_and_reads_with_torch(en_bert, fresh_models):
+    with_runtime(en_bert, "auto").runner.build()
+    auto = with_runtime(en_bert, "auto")  # a new process's view: no session open yet
+    path = auto.runner.export_path()
+    path.write_bytes(path.read_bytes()[:1000])  # cut short on disk (a full disk, a killed copy)
+    assert not auto.runner.ready()
+    assert not path.exists() and not path.with_name(path.name + ".verified.json").exists()
+    doc = ac.document_from_text(EN_TEXT, "a.txt", "en")
+    assert np.abs(_raw(ac.analyze(doc, auto, use_store=False))
+                  - _raw(ac.analyze(doc, en_bert, use_store=False))).max() == 0
+    auto.runner.build()  # the next build makes it again
+    assert auto.runner.ready()
