@@ -11,7 +11,7 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from .errors import ChumokuError
 from .results import METHODS, Runtime, Settings
@@ -215,6 +215,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if doc is None:
             status = 2
             continue
+
+        def target(_doc=doc) -> Path | None:  # taken when written, so a file that fails keeps no name
+            return out_path(out_dir, _doc.name, args.format, used) if out_dir else None
+
+        key = _answer_key(doc, args, readers) if query is None and not args.faithfulness and args.format == "json" \
+            else None
+        if key is not None and _answer_again(doc, key, args, out_dir, target):
+            continue
         reader = readers.for_languages([doc.language] + ([query.language] if query is not None else []))
 
         def progress(done: int, total: int, _name: str = doc.name) -> None:
@@ -231,10 +239,39 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             print(f"warning: {doc.name}: {result.unk_rate:.0%} of tokens are [UNK] for this model", file=sys.stderr)
         if args.faithfulness:
             result = reader.with_faithfulness(result)
-        _write(_render(result, args.format), out_dir,
-               out_path(out_dir, doc.name, args.format, used) if out_dir else None)
+        _write(_render(result, args.format), out_dir, target())
+        if key is not None:
+            from .answers import keep
+
+            keep(result, key)
     _cache_notice()
     return status
+
+
+def _answer_key(doc, args: argparse.Namespace, readers: Readers) -> str | None:
+    """The key of a plain reading's whole answer (answers.py), when it is knowable without loading a model."""
+    from .answers import AnswerRequest, answer_key
+
+    return answer_key(doc, AnswerRequest(args.model, args.method, str(args.layer), str(args.head), readers.runtime))
+
+
+def _answer_again(doc, key: str, args: argparse.Namespace, out_dir: Path | None,
+                  target: Callable[[], Path | None]) -> bool:
+    """Write the kept answer for `doc` (no torch, no model), with the warnings a reading prints; False when
+    there is none."""
+    import json
+
+    from .answers import recall
+
+    data = recall(doc, key)
+    if data is None:
+        return False
+    if data["unk_rate"] > 0.05 and not args.quiet:
+        print(f"warning: {doc.name}: {data['unk_rate']:.0%} of tokens are [UNK] for this model", file=sys.stderr)
+    if not args.quiet:
+        print(f"{doc.name}: unchanged since its last reading (answered from the result store)", file=sys.stderr)
+    _write(json.dumps(data, ensure_ascii=False), out_dir, target())
+    return True
 
 
 def _add_query_options(parser: argparse.ArgumentParser, required: bool) -> None:

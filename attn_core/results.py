@@ -160,6 +160,12 @@ class ModelInfo:
     attribution: str | None = None  # model, authors and licence, shown wherever its scores are (MIT for e5)
 
 
+def document_json(d: Document) -> dict[str, Any]:
+    """The "document" block of the JSON contract."""
+    return {"name": d.name, "sha256": d.sha256, "language": d.language, "chars": d.chars, "encoding": d.encoding,
+            "format": d.source_format}
+
+
 @dataclass(frozen=True)
 class QueryRun:
     """How a query-guided reading was run: the query, its passes and the token budget they left."""
@@ -206,16 +212,8 @@ class AnalysisResult:
 
     def to_json(self) -> dict[str, Any]:
         """The CLI/export contract (see the engine issue)."""
-        d = self.document
         out: dict[str, Any] = {
-            "document": {
-                "name": d.name,
-                "sha256": d.sha256,
-                "language": d.language,
-                "chars": d.chars,
-                "encoding": d.encoding,
-                "format": d.source_format,
-            },
+            "document": document_json(self.document),
             "model": {
                 "id": self.model.id,
                 "identity": self.model.identity,
