@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     rk.add_argument("--model", default=None, help="hub id or local folder (default: the offline multilingual "
                                                   "model when the query or a document is Japanese, else MiniLM)")
     rk.add_argument("--format", default="json", choices=("json", "csv"),
-                    help="json: ranked documents; csv: the claim chart (element x document)")
+                    help="json: ranked documents; csv: the claim chart (element x document; UTF-8 with BOM, "
+                         "with audit columns)")
     rk.add_argument("--out", default=None, metavar="DIR", help="write DIR/ranking.<format>")
     rk.add_argument("--top-passages", type=int, default=5, metavar="N")
     rk.add_argument("--language", choices=["ja", "en"], default=None, help="override language detection")
@@ -298,7 +299,8 @@ def _read_query(args: argparse.Namespace):
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
-    from .retrieval import claim_chart_csv, to_json
+    from .export import Audit, claim_chart_csv
+    from .retrieval import to_json
 
     query = _read_query(args)
     if args.top_passages < 1:
@@ -315,7 +317,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
             print(f"\rindexing: {done}/{total} passages", end="" if done < total else "\n", file=sys.stderr)
 
     ranked = reader.rank(query, [d for d in docs if d is not None], progress=progress, top_passages=args.top_passages)
-    text = to_json(ranked) if args.format == "json" else claim_chart_csv(ranked)
+    text = to_json(ranked) if args.format == "json" else claim_chart_csv(  # a claim chart carries its audit trail
+        ranked, Audit.now(reader.model.info, reader.settings, query=query.text))
     _write(text, out_dir, out_dir / f"ranking.{args.format}" if out_dir else None)
     _cache_notice()
     return status

@@ -52,9 +52,14 @@ def test_rank_query_file_out_dir_and_csv(tmp_path):
     res = _cli("rank", *paths, "--query-file", str(qf), "--format", "csv", "--out", str(tmp_path / "o"),
                "--quiet", env_extra=_env(tmp_path))
     assert res.returncode == 0, res.stderr
-    rows = list(csv.reader(io.StringIO((tmp_path / "o" / "ranking.csv").read_text(encoding="utf-8"))))
+    raw = (tmp_path / "o" / "ranking.csv").read_text(encoding="utf-8")
+    assert raw.startswith("\ufeff")  # Excel reads it as UTF-8
+    rows = list(csv.reader(io.StringIO(raw.removeprefix("\ufeff"))))
     assert rows[0][:3] == ["#", "element", "c.txt score"]  # documents in rank order
     assert [r[1] for r in rows[1:]] == ["A concert", "an orchestra performing a symphony", "a full hall"]
+    audit = dict(zip(rows[0], rows[1]))  # the audit trail: which model read the stack, for which claim
+    assert audit["audit_model"] and audit["audit_model_identity"] and audit["audit_exported_utc"]
+    assert audit["audit_query"].startswith("A concert comprising")
 
 
 def test_empty_and_unknown_queries_exit_2(tmp_path):
