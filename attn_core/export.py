@@ -19,7 +19,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from .render import DEFAULT_TOP_PERCENT, STYLE, legend_html, minimap_html, read_first_html, render_document_html
 from .results import AnalysisResult, ModelInfo, Settings
@@ -202,6 +202,19 @@ def report_html(result: AnalysisResult, top_percent: float = DEFAULT_TOP_PERCENT
         f"{render_document_html(result, top_percent=top_percent)}"
         f"{audit_html(audit or Audit.of(result))}</body></html>"
     )
+
+
+def table_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]], audit: Audit) -> str:
+    """A table (Explorer's token table) as CSV with a BOM, formula-safe cells and the audit columns filled on
+    its first row (as the word CSV does)."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow([*columns, *audit.columns()])
+    trail, blank = audit.values(), [""] * len(audit.columns())
+    for row in rows:
+        w.writerow([safe_cell(v) for v in row] + trail)
+        trail = blank
+    return CSV_BOM + buf.getvalue()
 
 
 # ----------------------------------------------------------------------------------------- claim chart

@@ -6,7 +6,7 @@ import html
 import streamlit as st
 
 import attn_core as ac
-from attn_core import charts
+from attn_core import charts, export
 from pages import _common as ui
 
 ui.ensure_navigation()  # a share link may be a fresh server's first request
@@ -102,5 +102,8 @@ with table_tab:
                f"token's share of the chunk, `relative` its weight over the strongest token's.")
     table = charts.token_table(ca, method, layer, head, causal=causal)
     st.dataframe(charts.styled_token_table(table), hide_index=True, width="stretch", height=420)
-    st.download_button("CSV", table.to_csv(index=False).encode("utf-8"), file_name=f"{stem}-tokens-{method}.csv",
-                       mime="text/csv", key="explorer.dl.table", on_click="ignore")
+    audit = export.Audit.now(model.info, ac.Settings(method=method, layer=layer, head=head),
+                             exported_by=ui.reviewer_label(ui.reviewer()))
+    st.download_button("CSV", export.table_csv(list(table.columns), table.itertuples(index=False), audit)
+                       .encode("utf-8"), file_name=f"{stem}-tokens-{method}.csv", mime="text/csv",
+                       key="explorer.dl.table", on_click="ignore")

@@ -194,3 +194,18 @@ def test_the_analyze_contract_still_holds(tmp_path):
                            capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stdout + check.stderr
 
+
+
+def test_token_table_csv_carries_the_audit_and_keeps_formulas_text(en_bert):
+    from attn_core import Settings
+
+    audit = ex.Audit.now(en_bert.info, Settings(method="cls", layer=2, head=1), exported_by="alice@example.com")
+    text = ex.table_csv(["token", "weight"], [("=HYPERLINK(1)", 0.5), ("-0.25", 0.25), ("plain", 0.25)], audit)
+    assert text.startswith("\ufeff")
+    rows = list(csv.reader(io.StringIO(text.removeprefix("\ufeff"))))
+    assert rows[0] == ["token", "weight", *audit.columns()]
+    first = dict(zip(rows[0], rows[1]))
+    assert first["token"] == "'=HYPERLINK(1)" and rows[2][0] == "-0.25"  # a formula stays text, a number a number
+    assert first["audit_model_identity"] == en_bert.info.identity and first["audit_method"] == "cls"
+    assert first["audit_layer"] == "2" and first["audit_exported_by"] == "alice@example.com"
+    assert rows[2][2:] == [""] * len(audit.columns())  # the trail once, on the first row
