@@ -223,9 +223,9 @@ def run_batch(model: LoadedModel, prepared: Prepared, batch: Sequence[Chunk], se
     pooled = prepared.pooled and not full
     if model.runner is not None and not full:  # ONNX Runtime (runtime.py): same capture, other engine
         capture = Capture(settings, model.num_layers, ChunkBatch(padded.valid, keep, False))
-        if settings.method == Method.NORM and model.runner.verified_only:
-            pass  # "auto": the norm method needs value vectors, which only torch exposes
-        elif model.runner.ready(sorted(capture.layers)):
+        # "auto" reads the norm method (it needs each head's value vectors) with torch; an ONNX runtime refuses it
+        norm_on_torch = settings.method == Method.NORM and model.runner.verified_only
+        if not norm_on_torch and model.runner.ready(sorted(capture.layers)):
             return _run_runner(model, prepared, batch, settings, padded, capture), capture
     capture = Capture(settings, model.num_layers, ChunkBatch(padded.valid, keep, model.kind == ModelKind.CAUSAL),
                       model.output_projections, full=full, needs_outputs=classifier or pooled)
