@@ -111,3 +111,22 @@ def minilm():
     from attn_core.models import load_model
 
     return load_model(None)
+
+
+@pytest.fixture
+def fresh_app_caches():
+    """AppTest shares st.cache_resource (the Readers) and st.cache_data across instances in one process: the
+    models may be shared (read-only), but results memoised by another test must not hide what this test checks."""
+    import streamlit as st
+
+    import attn_core as ac
+    from pages import _common as ui
+
+    def clear() -> None:
+        st.cache_data.clear()
+        for model_id in (ac.DEFAULT_MODEL_ID, ac.MULTILINGUAL_MODEL_ID):
+            ui.get_reader(model_id).clear(include_store=False)
+
+    clear()
+    yield
+    clear()

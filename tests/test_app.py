@@ -19,18 +19,7 @@ XSS = "<script>alert(1)</script><img src=x onerror=alert(2)></span><b>bold</b>"
 XSS_NAME = "<img src=x onerror=alert(3)>.txt"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    """AppTest shares st.cache_resource across instances in one process: the model may be shared (read-only),
-    but results memoised by another test must not hide what this test checks."""
-    import attn_core as ac
-    from pages import _common as ui
-
-    for model_id in (ac.DEFAULT_MODEL_ID, ac.MULTILINGUAL_MODEL_ID):
-        ui.get_reader(model_id).clear(include_store=False)
-    yield
-    for model_id in (ac.DEFAULT_MODEL_ID, ac.MULTILINGUAL_MODEL_ID):
-        ui.get_reader(model_id).clear(include_store=False)
+pytestmark = pytest.mark.usefixtures("fresh_app_caches")
 
 
 def app() -> AppTest:

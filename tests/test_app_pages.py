@@ -6,7 +6,6 @@ import io
 import json
 
 import pytest
-import streamlit as st
 from conftest import EN_TEXT, JA_TEXT, REPO
 from streamlit.testing.v1 import AppTest
 
@@ -17,16 +16,7 @@ TIMEOUT = 120
 DASHBOARD = str(REPO / "dashboard.py")
 
 
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    """Caches outlive an AppTest inside one pytest process; each test starts without results."""
-    from pages import _common as ui
-
-    st.cache_data.clear()
-    ui.get_reader(ac.DEFAULT_MODEL_ID).clear(include_store=False)
-    yield
-    st.cache_data.clear()
-    ui.get_reader(ac.DEFAULT_MODEL_ID).clear(include_store=False)
+pytestmark = pytest.mark.usefixtures("fresh_app_caches")
 
 
 def seeded_app(*docs: ac.Document) -> AppTest:

@@ -12,7 +12,6 @@ import sys
 import textwrap
 
 import pytest
-import streamlit as st
 from conftest import EN_TEXT, JA_TEXT, REPO
 from streamlit.testing.v1 import AppTest
 
@@ -27,12 +26,7 @@ AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret":
         "client_secret": "secret", "server_metadata_url": "http://localhost:9/.well-known/openid-configuration"}
 
 
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    st.cache_data.clear()
-    ui.get_reader(ac.DEFAULT_MODEL_ID).clear(include_store=False)
-    yield
-    st.cache_data.clear()
+pytestmark = pytest.mark.usefixtures("fresh_app_caches")
 
 
 def new_session(user: dict | None = None, **query) -> AppTest:
