@@ -7,6 +7,8 @@ escape_markdown; tables and select boxes show plain text.
 """
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import pandas as pd
 import streamlit as st
 
@@ -60,6 +62,20 @@ for m in current:
     by_doc.setdefault(m.sha256, []).append(m)
 matters = lib.matters(who) if team else []
 matter_names = {m.id: m.name for m in matters}
+
+
+def change_library(change: Callable[[], Any], done: str | Callable[[Any], str], clear: str | None = None) -> None:
+    """Run one change to the library and redraw the page: `done` (or the message made from the change's
+    result), or why the library refused the change, flashes above the page; on success the change's input box
+    (`clear`) is emptied for the next one."""
+    try:
+        result = change()
+        st.session_state[FLASH] = done(result) if callable(done) else done
+        if clear:
+            st.session_state.pop(clear, None)
+    except LibraryError as exc:
+        st.session_state[FLASH] = exc.message
+    st.rerun()
 
 
 def display_name(info) -> str:
@@ -190,12 +206,7 @@ if team and matters:
     target = c_matter.selectbox("Add this document to a matter", [m.id for m in matters], key="library.addto",
                                 format_func=lambda i: matter_names[i])
     if c_add.button("Add to matter", key="library.addto.go", icon=":material/playlist_add:"):
-        try:
-            lib.add_to_matter(target, pick, who)
-            st.session_state[FLASH] = f"Added {names[pick]} to {matter_names[target]}."
-        except LibraryError as exc:
-            st.session_state[FLASH] = exc.message
-        st.rerun()
+        change_library(lambda: lib.add_to_matter(target, pick, who), f"Added {names[pick]} to {matter_names[target]}.")
 
 # ---- exports of the listed documents' marks ---------------------------------------------------------------------
 listed = [r["sha256"] for r in shown]
@@ -228,14 +239,12 @@ st.caption("A matter is one client's case or one search: its documents and claim
 c_name, c_create = st.columns([3, 1])
 new_name = c_name.text_input("New matter", key="library.matter.name", placeholder="e.g. ACME v. Widget — validity")
 if c_create.button("Create matter", key="library.matter.create", icon=":material/create_new_folder:"):
-    try:
+    def create():
         created = lib.create_matter(new_name, who)
-        st.session_state["library.matter"] = created.id
-        st.session_state[FLASH] = f"Created the matter {created.name}."
-        st.session_state.pop("library.matter.name", None)  # an empty box for the next one
-    except LibraryError as exc:
-        st.session_state[FLASH] = exc.message
-    st.rerun()
+        st.session_state["library.matter"] = created.id  # the new matter is the one shown
+        return created
+
+    change_library(create, lambda created: f"Created the matter {created.name}.", clear="library.matter.name")
 if not matters:
     st.stop()
 
@@ -250,13 +259,8 @@ if is_owner:
     c_member, c_invite = st.columns([3, 1])
     email = c_member.text_input("Member's e-mail", key="library.matter.member", placeholder="colleague@example.com")
     if c_invite.button("Add member", key="library.matter.add", icon=":material/person_add:"):
-        try:
-            lib.add_member(matter.id, email, who)
-            st.session_state[FLASH] = f"{email.strip()} is now a member of {matter.name}."
-            st.session_state.pop("library.matter.member", None)
-        except LibraryError as exc:
-            st.session_state[FLASH] = exc.message
-        st.rerun()
+        change_library(lambda: lib.add_member(matter.id, email, who), f"{email.strip()} is now a member of {matter.name}.",
+                       clear="library.matter.member")
     others = [m for m in matter.members if m != matter.owner]
     if others:
         c_drop, c_go = st.columns([3, 1])
@@ -294,10 +298,5 @@ for claim in claims:
             st.switch_page("pages/batch.py")
 claim_text = st.text_area("Add a claim or query to this matter", key="library.matter.claim", height=90)
 if st.button("Add claim", key="library.matter.addclaim", icon=":material/add:"):
-    try:
-        lib.add_claim(matter.id, claim_text, who)
-        st.session_state[FLASH] = f"Added a claim to {matter.name}."
-        st.session_state.pop("library.matter.claim", None)
-    except LibraryError as exc:
-        st.session_state[FLASH] = exc.message
-    st.rerun()
+    change_library(lambda: lib.add_claim(matter.id, claim_text, who), f"Added a claim to {matter.name}.",
+                   clear="library.matter.claim")
