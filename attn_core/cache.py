@@ -47,6 +47,21 @@ def make_key(*parts: str | bytes) -> str:
     return h.hexdigest()
 
 
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write `path` through a temporary file beside it and a rename, so another process (a Ray worker, the
+    dashboard) reads the old file or the new one, never half of one. OSError propagates (the caller decides
+    whether a full or read-only folder matters); the temporary file never stays."""
+    import contextlib
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
 def thread_connection(local: threading.local, path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
     """One WAL connection per thread and process (sqlite3 connections must not cross either)."""
     conn = getattr(local, "conn", None)

@@ -184,11 +184,10 @@ def finished(job: Job, out_dir: Path, request: BatchRequest, manifest: dict[str,
 
 def _write_output(out_dir: Path, job: Job, text: str, request: BatchRequest) -> None:
     """Write atomically, then append the manifest line that marks it finished."""
+    from .cache import write_atomically
+
     data = (text + ("" if text.endswith("\n") else "\n")).encode("utf-8")
-    target = out_dir / job.output
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
+    write_atomically(out_dir / job.output, data)
     line = {"output": job.output, "path": job.path, "sha256": job.sha256, "request": request.key(),
             "output_sha256": hashlib.sha256(data).hexdigest(), "finished": time.time()}
     with open(out_dir / MANIFEST, "a", encoding="utf-8") as f:

