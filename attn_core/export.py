@@ -65,12 +65,9 @@ def cached_faithfulness(result: AnalysisResult) -> "Faithfulness | None":
         return result.faithfulness
     try:
         from .cache import default_store
-        from .faithfulness import Faithfulness, faithfulness_key, measure_faithfulness
+        from .faithfulness import Faithfulness, badge_key
 
-        kw = measure_faithfulness.__kwdefaults__ or {}
-        key = faithfulness_key(result, fraction=kw.get("fraction", 0.1), draws=kw.get("draws", 5),
-                               seed=kw.get("seed", 0), max_windows=kw.get("max_windows", 8))
-        blob = default_store().get(key)
+        blob = default_store().get(badge_key(result))
         return Faithfulness.from_json(json.loads(blob.decode("utf-8")), cached=True) if blob else None
     except Exception:  # noqa: BLE001 - the figure is provenance, never a reason for an export to fail
         return None

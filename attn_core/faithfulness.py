@@ -334,6 +334,14 @@ def faithfulness_key(result: AnalysisResult, *, fraction: float, draws: int, see
                     spans, raw)
 
 
+def badge_key(result: AnalysisResult) -> str:
+    """The store key of the badge's own deletion test (measure_faithfulness with its defaults): where an
+    export looks for a figure it never computes."""
+    kw = measure_faithfulness.__kwdefaults__ or {}
+    return faithfulness_key(result, fraction=kw.get("fraction", 0.1), draws=kw.get("draws", 5),
+                            seed=kw.get("seed", 0), max_windows=kw.get("max_windows", 8))
+
+
 def measure_faithfulness(result: AnalysisResult, model: LoadedModel, *, fraction: float = 0.1, draws: int = 5,
                  seed: int = 0, max_windows: int = 8, store: ResultStore | None = None, use_store: bool = True,
                  batch_tokens: int | None = None, progress: Progress | None = None,

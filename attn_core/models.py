@@ -315,7 +315,7 @@ DIGEST_MEMO_FILE = "model-digests.json"
 DIGEST_MEMO_ENTRIES = 256
 
 
-def _stat_key(path: Path) -> tuple[str, int, int, int]:
+def stat_key(path: Path) -> tuple[str, int, int, int]:
     """What identifies a file's contents without reading it: path, size, mtime (ns) and inode -- the test
     make and rsync trust. A weights file replaced in place gets a new mtime or inode, so a new digest."""
     st = path.stat()
@@ -359,7 +359,7 @@ def _write_digest_memo(memo: Path | None, key: str, digest: str) -> None:
 def _file_digest(path: Path) -> str:
     """SHA-256 of a weights or vocabulary file, memoised by (path, size, mtime, inode) in this process and in
     the data folder: hashing 90-250 MB of weights costs a new process ~0.5 s that a cached answer should not pay."""
-    key = _stat_key(path)
+    key = stat_key(path)
     with _identity_lock:
         if key in _identity_memo:
             return _identity_memo[key]

