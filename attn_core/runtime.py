@@ -114,9 +114,7 @@ class OnnxRunner:
         layers = self.key(layers)
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.base.info.identity)[:80]
         digest = make_key(EXPORT_VERSION, self.base.info.identity, repr(layers))[:16]
-        folder = models_dir() / "onnx"
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{name}-{digest}{'-int8' if int8 else ''}.onnx"
+        return models_dir() / "onnx" / f"{name}-{digest}{'-int8' if int8 else ''}.onnx"  # made by _export
 
     @staticmethod
     def _verified_path(path: Path) -> Path:
@@ -243,8 +241,13 @@ class OnnxRunner:
                 return True
             if key in self.rejected:
                 return False
-        fp32 = self.export_path(key, False)
-        if fp32.is_file() and self._verified_path(fp32).is_file():
+        try:
+            fp32 = self.export_path(key, False)
+            on_disk = fp32.is_file() and self._verified_path(fp32).is_file()
+        except OSError as exc:  # no usable models folder (CHUMOKU_MODELS_DIR): torch reads, and says why
+            self.rejected[key] = f"no models folder for the ONNX export: {exc}"
+            return False
+        if on_disk:
             try:
                 self.session(key)
                 return True

@@ -190,3 +190,17 @@ def test_auto_removes_a_damaged_export_and_reads_with_torch(en_bert, fresh_model
                   - _raw(ac.analyze(doc, en_bert, use_store=False))).max() == 0
     auto.runner.build()  # the next build makes it again
     assert auto.runner.ready()
+
+
+def test_auto_without_a_usable_models_folder_reads_with_torch(en_bert, tmp_path, monkeypatch):
+    from attn_core.runtime import runtime_label
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    monkeypatch.setenv("CHUMOKU_MODELS_DIR", str(blocker / "models"))  # can never be created
+    auto = with_runtime(en_bert, "auto", background=True)
+    doc = ac.document_from_text(EN_TEXT, "a.txt", "en")
+    assert np.abs(_raw(ac.analyze(doc, auto, use_store=False))
+                  - _raw(ac.analyze(doc, en_bert, use_store=False))).max() == 0
+    assert not auto.runner.building()  # nothing started in the background either
+    assert runtime_label(auto).startswith("torch (no ONNX export: no models folder")
