@@ -20,6 +20,7 @@ so the normal path puts that figure into the audit.
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,9 +52,10 @@ def _files_fingerprint(paths: list[Path]) -> str:
     return make_key(*(repr(stat_key(p)) for p in sorted(paths)))
 
 
+@functools.cache
 def code_fingerprint() -> str:
     """Every source file of this package by size and modification time, and the version: an edited or
-    upgraded Chumoku never answers with an older one's output."""
+    upgraded Chumoku never answers with an older one's output (once per process: the running code is fixed)."""
     return make_key(chumoku_version(), _files_fingerprint(list(PACKAGE.glob("*.py"))))
 
 
