@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from .document import Document
+from .errors import SettingsError
 
 if TYPE_CHECKING:
     from .faithfulness import Faithfulness
@@ -47,8 +48,6 @@ class Runtime(enum.StrEnum):
     @classmethod
     def parse(cls, value: "str | Runtime") -> "Runtime":
         """SettingsError for a name that is not a runtime."""
-        from .errors import SettingsError
-
         try:
             return cls(str(value).strip().lower())
         except ValueError:
