@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from .alignment import TokenizedText, tokenize_document
-from .attention import Capture, ChunkBatch, StopForward, capturing
+from .attention import Capture, ChunkBatch, to_numpy
 from .batching import PaddedBatch, default_batch_tokens, length_batches, pad_batch, pad_id
 from .cache import ResultStore, default_store, make_key
 from .chunking import Chunk, plan_chunks, token_boundaries
@@ -191,15 +190,14 @@ def _sequences(prepared: Prepared, batch: Sequence[Chunk]) -> list[list[int]]:
     return [pre + ids[c.start:c.end] + suf for c in batch]
 
 
-def _chunk_sums(prepared: Prepared, batch: Sequence[Chunk], hidden: torch.Tensor) -> list[np.ndarray | None]:
+def _chunk_sums(prepared: Prepared, batch: Sequence[Chunk], hidden: np.ndarray) -> list[np.ndarray | None]:
     """Each chunk's passage-segment sums from the batch's last hidden states [B, T, D] (None: no segment)."""
     assert prepared.segments is not None
     out: list[np.ndarray | None] = []
     pre = len(prepared.prefix)
     for b, c in enumerate(batch):
         segments = prepared.segments[c.index]
-        out.append(segment_sums(hidden[b, pre:pre + c.size].float().cpu().numpy(), c, segments)
-                   if segments else None)
+        out.append(segment_sums(hidden[b, pre:pre + c.size], c, segments) if segments else None)
     return out
 
 
@@ -213,7 +211,7 @@ def run_batch(model: LoadedModel, prepared: Prepared, batch: Sequence[Chunk], se
     pre = list(prepared.prefix)
     seqs = _sequences(prepared, batch)
     padded = pad_batch(seqs, pad_id(model.tokenizer), model.info.device)
-    keep = torch.zeros_like(padded.valid)
+    keep = np.zeros_like(padded.mask)
     for b, (s, c) in enumerate(zip(seqs, batch)):
         if settings.drop_special:
             keep[b, len(pre): len(pre) + c.size] = True
@@ -221,29 +219,27 @@ def run_batch(model: LoadedModel, prepared: Prepared, batch: Sequence[Chunk], se
             keep[b, : len(s)] = True
     classifier = model.kind == ModelKind.CLASSIFIER
     pooled = prepared.pooled and not full
-    if model.runner is not None and not full:  # ONNX Runtime (runtime.py): same capture, other engine
-        capture = Capture(settings, model.num_layers, ChunkBatch(padded.valid, keep, False))
+    if model.runner is not None and not full:  # ONNX Runtime (runtime.py): same capture, numpy arrays
+        capture = Capture(settings, model.num_layers, ChunkBatch(padded.mask, keep, False))
         # "auto" reads the norm method (it needs each head's value vectors) with torch; an ONNX runtime refuses it
         norm_on_torch = settings.method == Method.NORM and model.runner.verified_only
         if not norm_on_torch and model.runner.ready(sorted(capture.layers)):
             return _run_runner(model, prepared, batch, settings, padded, capture), capture
-    capture = Capture(settings, model.num_layers, ChunkBatch(padded.valid, keep, model.kind == ModelKind.CAUSAL),
+    from .eager_attention import run_captured  # torch is imported when a torch network first reads
+
+    capture = Capture(settings, model.num_layers,
+                      ChunkBatch(padded.valid, padded.on_device(keep), model.kind == ModelKind.CAUSAL),
                       model.output_projections, full=full, needs_outputs=classifier or pooled)
     net = model.model if classifier else model.model.base_model
     extra = {"output_hidden_states": True} if classifier and pooled else {}
-    out = None
-    with torch.inference_mode(), capturing(capture):
-        try:
-            out = net(input_ids=padded.input_ids, attention_mask=padded.attention_mask, **extra)
-        except StopForward:
-            pass  # everything the reduction needs was captured; later layers would be wasted work
+    out = run_captured(net, capture, input_ids=padded.input_ids, attention_mask=padded.attention_mask, **extra)
     if full:
         return [], capture
-    scores = capture.scores().float().cpu().numpy()
-    logits = out.logits.float().cpu().numpy() if classifier and out is not None else None
+    scores = capture.cpu_scores()
+    logits = to_numpy(out.logits) if classifier and out is not None else None
     sums: list[np.ndarray | None] = [None] * len(batch)
     if pooled and out is not None:
-        sums = _chunk_sums(prepared, batch, out.hidden_states[-1] if classifier else out.last_hidden_state)
+        sums = _chunk_sums(prepared, batch, to_numpy(out.hidden_states[-1] if classifier else out.last_hidden_state))
     outputs = []
     for b, c in enumerate(batch):
         outputs.append(ChunkOutput(scores[b, len(pre): len(pre) + c.size].copy(),
@@ -258,21 +254,22 @@ def _run_runner(model: LoadedModel, prepared: Prepared, batch: Sequence[Chunk], 
         raise SettingsError("the norm method needs each head's value vectors, which only the torch runtime "
                             "exposes: use --runtime torch, or another method")
     layers = sorted(capture.layers)
-    hidden, probs = model.runner.run(padded.input_ids, padded.attention_mask, layers)
+    hidden, probs = model.runner.run(padded.ids, padded.mask, layers)
     for i in layers:
         capture.consume(i, probs[i], probs[i])  # `value` is read by the norm method only
-    scores = capture.scores().float().numpy()
+    scores = capture.cpu_scores()
     sums = _chunk_sums(prepared, batch, hidden) if prepared.pooled else [None] * len(batch)
     pre = len(prepared.prefix)
     return [ChunkOutput(scores[b, pre:pre + c.size].copy(), None, sums[b]) for b, c in enumerate(batch)]
 
 
-def last_hidden_state(model: LoadedModel, padded: PaddedBatch) -> torch.Tensor:
-    """The last hidden state of a padded batch, on the model's runtime."""
+def last_hidden_state(model: LoadedModel, padded: PaddedBatch) -> np.ndarray:
+    """The last hidden state [B, T, D] of a padded batch, on the model's runtime (float32, on the CPU)."""
     if model.runner is not None and model.runner.ready():
-        return model.runner.run(padded.input_ids, padded.attention_mask)[0]
-    with torch.inference_mode():
-        return model.model.base_model(input_ids=padded.input_ids, attention_mask=padded.attention_mask).last_hidden_state
+        return model.runner.run(padded.ids, padded.mask)[0]
+    from .eager_attention import encoder_hidden_state
+
+    return to_numpy(encoder_hidden_state(model.model.base_model, padded.input_ids, padded.attention_mask))
 
 
 def passage_sums(model: LoadedModel, items: Sequence[tuple[Prepared, Chunk]], *, batch_tokens: int | None = None,
@@ -419,16 +416,16 @@ class ChunkAttention:
         # norm = "received" over attention weighted by each key's value-output norm (Kobayashi et al.)
         settings = Settings(method=Method.RECEIVED if norm else Method(method), layer=layer, head=head)
         n = len(self.tokens)
-        valid = torch.ones((1, n), dtype=torch.bool)
-        keep = torch.tensor([[not s for s in self.special]])
+        valid = np.ones((1, n), dtype=bool)
+        keep = np.array([[not s for s in self.special]], dtype=bool)
         cap = Capture(settings, self.attentions.shape[0], ChunkBatch(valid, keep, causal))
         for i in range(self.attentions.shape[0]):
             if cap.wants(i):
-                probs = torch.from_numpy(self.attentions[i][None])
+                probs = self.attentions[i][None]
                 if norm:
-                    probs = probs * torch.from_numpy(self.value_norms[i])[None, :, None, :]
-                cap.consume(i, probs, torch.zeros(1, probs.shape[1], n, 1))
-        return cap.scores()[0].numpy()
+                    probs = probs * self.value_norms[i][None, :, None, :]
+                cap.consume(i, probs, np.zeros((1, probs.shape[1], n, 1), np.float32))
+        return cap.cpu_scores()[0]
 
 
 def chunk_attention(document: Document, model: LoadedModel, chunk_index: int,
@@ -439,8 +436,8 @@ def chunk_attention(document: Document, model: LoadedModel, chunk_index: int,
         raise IndexError(f"chunk {chunk_index} out of range (document has {len(prepared.chunks)} chunks)")
     c = prepared.chunks[chunk_index]
     _, capture = run_batch(model, prepared, [c], settings, full=True)
-    att = torch.stack([layer[0] for layer in capture.full_layers]).numpy()
-    norms = torch.stack([n[0] for n in capture.full_value_norms]).numpy()
+    att = np.stack([layer[0] for layer in capture.full_layers])
+    norms = np.stack([n[0] for n in capture.full_value_norms])
     tok = prepared.tokenized
     conv = model.tokenizer.convert_ids_to_tokens
     pre, suf = list(prepared.prefix), list(prepared.suffix)

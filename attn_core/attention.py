@@ -1,9 +1,14 @@
-"""Attention reductions, computed inside the forward pass.
+"""Attention reductions, computed as each layer's probabilities appear.
 
-The model runs with a registered attention function ("chumoku"): layers whose attention no reduction
-needs go through PyTorch's fused SDPA kernel; the few that are needed compute their probabilities and
-hand them to a per-thread `Capture`, which folds them into one score per token at once. A document
+The torch model runs with a registered attention function (eager_attention.py): layers whose attention no
+reduction needs go through PyTorch's fused SDPA kernel; the few that are needed compute their probabilities
+and hand them to a per-thread `Capture`, which folds them into one score per token at once. A document
 therefore never holds [layers x heads x T x T] tensors beyond the layer being reduced.
+
+The ONNX Runtime backend (runtime.py) hands the same `Capture` numpy arrays instead of torch tensors. The
+folding is written once against the array API standard (array_api_compat gives torch and numpy one
+namespace), so every reduction means the same on both runtimes, and a process reading from a verified ONNX
+export never imports torch (seconds of a CLI run).
 """
 from __future__ import annotations
 
@@ -12,11 +17,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-import torch
+import numpy as np
+from array_api_compat import array_namespace, to_device
+from array_api_compat import device as array_device
 
 from .results import METHODS, Settings
-
-IMPLEMENTATION = "chumoku"
 
 _local = threading.local()
 
@@ -25,16 +30,24 @@ class StopForward(Exception):
     """Raised once the last layer a capture needs is folded: the rest of the network is not run."""
 
 
-def rollout(layers: list[torch.Tensor], residual: float = 0.5) -> torch.Tensor:
+def to_numpy(x: Any) -> np.ndarray:
+    """A torch tensor (any device or dtype) or array as a float32 numpy array on the CPU."""
+    xp = array_namespace(x)
+    return np.asarray(to_device(xp.astype(x, xp.float32), "cpu"))
+
+
+def rollout(layers: list[Any], residual: float = 0.5) -> Any:
     """Abnar & Zuidema: R = Â_L ··· Â_1 with Â = residual·I + (1-residual)·A, rows renormalised.
 
-    `layers`: head-reduced attention [..., T, T] in layer order. Returns [..., T, T].
+    `layers`: head-reduced attention [..., T, T] in layer order (torch tensors or numpy arrays).
+    Returns [..., T, T] of the same kind.
     """
-    eye = torch.eye(layers[0].shape[-1], dtype=layers[0].dtype, device=layers[0].device)
+    xp = array_namespace(layers[0])
+    eye = xp.eye(layers[0].shape[-1], dtype=layers[0].dtype, device=array_device(layers[0]))
     result = None
     for a in layers:
         a_hat = residual * eye + (1.0 - residual) * a
-        a_hat = a_hat / a_hat.sum(-1, keepdim=True).clamp_min(1e-12)
+        a_hat = a_hat / xp.clip(xp.sum(a_hat, axis=-1, keepdims=True), min=1e-12)
         result = a_hat if result is None else a_hat @ result
     assert result is not None
     return result
@@ -42,10 +55,11 @@ def rollout(layers: list[torch.Tensor], residual: float = 0.5) -> torch.Tensor:
 
 @dataclass
 class ChunkBatch:
-    """What the capture needs to know about a padded batch of chunks."""
+    """What the capture needs to know about a padded batch of chunks (arrays of the forward's kind: torch
+    tensors on the model's device, or numpy arrays for ONNX Runtime)."""
 
-    valid: torch.Tensor  # [B, T] bool, real (non-pad) positions
-    keep: torch.Tensor  # [B, T] bool, positions to score (content tokens; specials too if drop_special=False)
+    valid: Any  # [B, T] bool, real (non-pad) positions
+    keep: Any  # [B, T] bool, positions to score (content tokens; specials too if drop_special=False)
     causal: bool
 
 
@@ -66,20 +80,21 @@ class Capture:
     """Folds each needed layer's attention into [B, T] scores as soon as it exists."""
 
     def __init__(self, settings: Settings, num_layers: int, batch: ChunkBatch,
-                 projections: dict[int, torch.Tensor] | None = None, full: bool = False,
+                 projections: dict[int, Any] | None = None, full: bool = False,
                  needs_outputs: bool = False) -> None:
         self.settings = settings
         self.batch = batch
+        self.xp = array_namespace(batch.valid)
         self.num_layers = num_layers
         self.projections = projections or {}
         self.full = full
         self.needs_outputs = needs_outputs  # a classifier's logits need the whole network
-        self.full_layers: list[torch.Tensor] = []
-        self.full_value_norms: list[torch.Tensor] = []  # [B, H, T] per layer, for the norm method
+        self.full_layers: list[np.ndarray] = []  # [B, H, T, T] per layer, on the CPU
+        self.full_value_norms: list[np.ndarray] = []  # [B, H, T] per layer, for the norm method
         self.layers = set(range(num_layers)) if full else needed_layers(settings, num_layers)
-        self._sum: torch.Tensor | None = None
+        self._sum: Any = None
         self._count = 0
-        self._rollout: torch.Tensor | None = None
+        self._rollout: Any = None
 
     def wants(self, layer_idx: int | None) -> bool:
         return layer_idx is not None and layer_idx in self.layers
@@ -87,80 +102,94 @@ class Capture:
     def finished_at(self, layer_idx: int) -> bool:
         return not self.needs_outputs and layer_idx == max(self.layers)
 
+    def _as(self, x: Any, dtype: Any) -> Any:
+        return self.xp.astype(x, dtype)
+
     # --- per layer -------------------------------------------------------------------------
-    def consume(self, layer_idx: int, probs: torch.Tensor, value: torch.Tensor) -> None:
+    def consume(self, layer_idx: int, probs: Any, value: Any) -> None:
+        """Fold one layer's probabilities [B, H, T, T]; `value` [B, H, T, d] is read by the norm method only."""
+        xp = self.xp
         if self.full:
-            self.full_layers.append(probs.detach().float().cpu())
-            self.full_value_norms.append(self._value_norms(layer_idx, value.float()).cpu())
+            self.full_layers.append(to_numpy(probs))
+            self.full_value_norms.append(to_numpy(self._value_norms(layer_idx, self._as(value, xp.float32))))
             return
-        p = probs.float()
+        p = self._as(probs, xp.float32)
         if self.settings.method == "norm":
-            p = p * self._value_norms(layer_idx, value.float())[:, :, None, :]
+            p = p * self._value_norms(layer_idx, self._as(value, xp.float32))[:, :, None, :]
         head = self.settings.head
         if head == "mean":
-            a = p.mean(1)
+            a = xp.mean(p, axis=1)
         elif head == "max":
-            a = p.amax(1)
+            a = xp.max(p, axis=1)
         else:
             h = int(head)
             if not -p.shape[1] <= h < p.shape[1]:
                 raise ValueError(f"head {h} out of range for {p.shape[1]} heads")
             a = p[:, h]
         if self.settings.method == "rollout":
-            a = a * self.batch.valid[:, None, :]  # padding gets no flow
+            a = a * self._as(self.batch.valid, a.dtype)[:, None, :]  # padding gets no flow
             self._rollout = rollout([a]) if self._rollout is None else rollout([a]) @ self._rollout
             return
         s = self._token_scores(a)
         self._sum = s if self._sum is None else self._sum + s
         self._count += 1
 
-    def _value_norms(self, layer_idx: int, value: torch.Tensor) -> torch.Tensor:
+    def _value_norms(self, layer_idx: int, value: Any) -> Any:
         """||v_j^h W_O^h|| per head and key: how much of the head's output token j can carry."""
+        xp = self.xp
         w = self.projections.get(layer_idx)
         heads, dim = value.shape[1], value.shape[-1]
         if w is None or w.shape[-1] != heads * dim:
-            return value.norm(dim=-1)
-        w_h = w.float().to(value.device).view(w.shape[0], heads, dim).permute(1, 2, 0)  # [H, d, out]
-        return torch.einsum("bhtd,hdo->bhto", value, w_h).norm(dim=-1)
+            return xp.linalg.vector_norm(value, axis=-1)
+        w = to_device(self._as(w, xp.float32), array_device(value))
+        w_h = xp.permute_dims(xp.reshape(w, (w.shape[0], heads, dim)), (1, 2, 0))  # [H, d, out]
+        return xp.linalg.vector_norm(value @ w_h[None], axis=-1)
 
-    def _token_scores(self, a: torch.Tensor) -> torch.Tensor:
-        valid = self.batch.valid.to(a.dtype)  # [B, T]
+    def _token_scores(self, a: Any) -> Any:
+        xp = self.xp
+        valid = self._as(self.batch.valid, a.dtype)  # [B, T]
         method = self.settings.method
         if method in ("received", "norm"):
             if self.batch.causal:
                 # Query i spreads its attention over i+1 keys; early keys are seen by more queries.
                 # Scale each row to "times the uniform share" and average over the queries that can see j.
-                visible = torch.cumsum(valid, dim=1)  # keys visible to query i
+                visible = xp.cumulative_sum(valid, axis=1)  # keys visible to query i
                 weighted = a * (visible * valid)[:, :, None]
-                seen_by = torch.flip(torch.cumsum(torch.flip(valid, [1]), dim=1), [1])  # queries i >= j
-                return weighted.sum(1) / seen_by.clamp_min(1.0)
-            return (a * valid[:, :, None]).sum(1) / valid.sum(1, keepdim=True).clamp_min(1.0)
+                seen_by = xp.flip(xp.cumulative_sum(xp.flip(valid, axis=1), axis=1), axis=1)  # queries i >= j
+                return xp.sum(weighted, axis=1) / xp.clip(seen_by, min=1.0)
+            return xp.sum(a * valid[:, :, None], axis=1) / xp.clip(xp.sum(valid, axis=1, keepdims=True), min=1.0)
         if method == "max":
-            return (a * valid[:, :, None]).amax(1)
+            return xp.max(a * valid[:, :, None], axis=1)
         if method == "cls":
-            return a[torch.arange(a.shape[0]), self._query_row()]
+            return a[xp.arange(a.shape[0], device=array_device(a)), self._query_row()]
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
 
-    def _query_row(self) -> torch.Tensor:
+    def _query_row(self) -> Any:
         """[CLS] for encoders; for causal models the last real token, the only one that sees them all."""
+        xp, valid = self.xp, self.batch.valid
         if self.batch.causal:
-            return self.batch.valid.long().sum(1) - 1
-        return torch.zeros(self.batch.valid.shape[0], dtype=torch.long, device=self.batch.valid.device)
+            return xp.sum(self._as(valid, xp.int64), axis=1) - 1
+        return xp.zeros(valid.shape[0], dtype=xp.int64, device=array_device(valid))
 
     # --- result ------------------------------------------------------------------------------
-    def scores(self) -> torch.Tensor:
+    def scores(self) -> Any:
         """[B, T] scores over the kept positions, each row summing to 1."""
+        xp = self.xp
         if self.settings.method == "rollout":
             if self._rollout is None:
                 raise RuntimeError("no attention was captured: is the model using the chumoku attention?")
             r = self._rollout
-            s = r[torch.arange(r.shape[0]), self._query_row()]
+            s = r[xp.arange(r.shape[0], device=array_device(r)), self._query_row()]
         else:
             if self._sum is None:
                 raise RuntimeError("no attention was captured: is the model using the chumoku attention?")
             s = self._sum / self._count
-        s = s * self.batch.keep.to(s.dtype)
-        return s / s.sum(-1, keepdim=True).clamp_min(1e-12)
+        s = s * self._as(self.batch.keep, s.dtype)
+        return s / xp.clip(xp.sum(s, axis=-1, keepdims=True), min=1e-12)
+
+    def cpu_scores(self) -> np.ndarray:
+        """`scores()` as a float32 numpy array on the CPU."""
+        return to_numpy(self.scores())
 
 
 @contextmanager
@@ -173,50 +202,6 @@ def capturing(capture: Capture) -> Iterator[Capture]:
         _local.capture = previous
 
 
-_SDPA: dict[str, Any] = {}  # transformers' SDPA helpers, filled by install_capture
-
-
-def _attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-               attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
-               **kwargs: Any) -> tuple[torch.Tensor, None]:
-    repeat_kv, sdpa_attention_forward = _SDPA["repeat_kv"], _SDPA["forward"]
-    capture: Capture | None = getattr(_local, "capture", None)
-    layer_idx = getattr(module, "layer_idx", None)
-    if capture is None or not capture.wants(layer_idx):
-        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling,
-                                      dropout=dropout, **kwargs)
-    groups = query.shape[1] // key.shape[1]
-    if groups > 1:
-        key, value = repeat_kv(key, groups), repeat_kv(value, groups)
-    scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
-    logits = torch.matmul(query, key.transpose(2, 3)) * scaling
-    is_causal = kwargs.get("is_causal")
-    is_causal = getattr(module, "is_causal", True) if is_causal is None else is_causal
-    if attention_mask is None:
-        if is_causal and query.shape[2] > 1:
-            q, k = query.shape[2], key.shape[2]
-            allowed = torch.ones(q, k, dtype=torch.bool, device=query.device).tril(k - q)
-            logits = logits.masked_fill(~allowed, torch.finfo(logits.dtype).min)
-    elif attention_mask.dtype == torch.bool:
-        logits = logits.masked_fill(~attention_mask[..., : key.shape[2]], torch.finfo(logits.dtype).min)
-    else:
-        logits = logits + attention_mask[..., : key.shape[2]]
-    probs = torch.softmax(logits.float(), dim=-1).to(query.dtype)
-    capture.consume(layer_idx, probs, value)
-    if capture.finished_at(layer_idx):
-        raise StopForward
-    out = torch.matmul(probs, value).transpose(1, 2).contiguous()
-    return out, None
-
-
-def install_capture(model: Any) -> None:
-    """Route the model's attention through `_attention` (SDPA unless a capture asks for a layer)."""
-    from transformers import AttentionInterface
-    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
-    # imported once here (model loading is serialised), never per attention call from a serving thread
-    _SDPA.update(repeat_kv=repeat_kv, forward=sdpa_attention_forward)
-    AttentionInterface.register(IMPLEMENTATION, _attention)
-    AttentionMaskInterface.register(IMPLEMENTATION, sdpa_mask)
-    model.set_attn_implementation(IMPLEMENTATION)
+def current_capture() -> Capture | None:
+    """The capture this thread's forward pass feeds (None outside `capturing`)."""
+    return getattr(_local, "capture", None)

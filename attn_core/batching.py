@@ -5,13 +5,17 @@ Every stage that runs the model builds the same thing: sequences of token ids, l
 is small and the slowest batch reports progress early), right-padded with the tokenizer's pad id, with a
 mask of the real positions. Keeping that in one place means a fix (a tokenizer without a pad id, a GPU
 batch size) reaches every stage at once.
+
+A batch is built as numpy arrays (what ONNX Runtime reads) and becomes torch tensors on the model's device
+only when a torch network asks for them, so a process reading from an ONNX export never imports torch.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Sequence
 
-import torch
+import numpy as np
 
 # Tokens per padded batch. On CPU larger batches stop paying off (2 cores, cache-bound matrix products);
 # on a GPU, memory is the limit and 16k tokens of a base-size encoder fit easily.
@@ -42,14 +46,32 @@ def length_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]
 
 @dataclass(frozen=True)
 class PaddedBatch:
-    """Right-padded ids [B, T] and the mask of real positions [B, T] (bool), on the model's device."""
+    """Right-padded ids [B, T] (int64) and the mask of real positions [B, T] (bool), as numpy arrays, with
+    their torch tensors on `device` made on first use."""
 
-    input_ids: torch.Tensor
-    valid: torch.Tensor
+    ids: np.ndarray
+    mask: np.ndarray
     lengths: tuple[int, ...]
+    device: str = "cpu"
+
+    def on_device(self, array: np.ndarray) -> Any:
+        """An array of this batch (a mask of positions to keep…) as a torch tensor on the model's device."""
+        import torch  # only a torch forward asks (module docstring)
+
+        return torch.from_numpy(array).to(self.device)
+
+    @cached_property
+    def input_ids(self) -> Any:
+        """The ids as a torch tensor on the model's device."""
+        return self.on_device(self.ids)
+
+    @cached_property
+    def valid(self) -> Any:
+        """The mask of real positions as a torch bool tensor on the model's device."""
+        return self.on_device(self.mask)
 
     @property
-    def attention_mask(self) -> torch.Tensor:
+    def attention_mask(self) -> Any:
         return self.valid.long()
 
 
@@ -60,12 +82,12 @@ def pad_id(tokenizer: Any) -> int:
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], pad: int, device: str = "cpu") -> PaddedBatch:
-    """The padded tensors of a batch of id sequences."""
+    """The padded arrays of a batch of id sequences (`device`: where its torch tensors go)."""
     lengths = tuple(len(s) for s in seqs)
     width = max(lengths) if lengths else 0
-    input_ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    valid = torch.zeros((len(seqs), width), dtype=torch.bool)
+    ids = np.full((len(seqs), width), pad, dtype=np.int64)
+    mask = np.zeros((len(seqs), width), dtype=bool)
     for b, s in enumerate(seqs):
-        input_ids[b, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
-        valid[b, : len(s)] = True
-    return PaddedBatch(input_ids.to(device), valid.to(device), lengths)
+        ids[b, : len(s)] = np.asarray(s, dtype=np.int64)
+        mask[b, : len(s)] = True
+    return PaddedBatch(ids, mask, lengths, str(device))

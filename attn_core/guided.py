@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 from .alignment import tokenize_texts
 from .analysis import ENGINE_VERSION, ChunkOutput, Prepared, chunk_batches, postprocess, preprocess, special_affixes
-from .attention import Capture, ChunkBatch, StopForward, capturing
+from .attention import Capture, ChunkBatch
 from .batching import default_batch_tokens, pad_batch, pad_id
 from .cache import ResultStore, default_store, make_key
 from .chunking import Chunk
@@ -148,17 +147,18 @@ def plan_query(model: LoadedModel, query: Query | str, element: int | None = Non
 class QueryCapture(Capture):
     """Capture whose per-token score is the attention the query's rows pay to each column."""
 
-    def __init__(self, num_layers: int, batch: ChunkBatch, query_rows: torch.Tensor) -> None:
+    def __init__(self, num_layers: int, batch: ChunkBatch, query_rows: Any) -> None:
         super().__init__(Settings(method=GUIDED_METHOD), num_layers, batch)
         self.query_rows = query_rows
 
-    def _token_scores(self, a: torch.Tensor) -> torch.Tensor:
-        q = self.query_rows.to(a.dtype)
-        from_query = (a * q[:, :, None]).sum(1) / q.sum(1, keepdim=True).clamp_min(1.0)
+    def _token_scores(self, a: Any) -> Any:
+        xp = self.xp
+        q = xp.astype(self.query_rows, a.dtype)
+        from_query = xp.sum(a * q[:, :, None], axis=1) / xp.clip(xp.sum(q, axis=1, keepdims=True), min=1.0)
         if not LIFT:
             return from_query
-        d = self.batch.keep.to(a.dtype)
-        from_doc = (a * d[:, :, None]).sum(1) / d.sum(1, keepdim=True).clamp_min(1.0)
+        d = xp.astype(self.batch.keep, a.dtype)
+        from_doc = xp.sum(a * d[:, :, None], axis=1) / xp.clip(xp.sum(d, axis=1, keepdims=True), min=1.0)
         return from_query / (from_doc + 1e-4)
 
 
@@ -187,23 +187,22 @@ def run_pairs(model: LoadedModel, prepared: Prepared, batch: Sequence[Chunk], qu
         raise AssertionError(f"pair of {width} tokens exceeds the window of {model.info.max_tokens}")
     device = model.info.device
     padded = pad_batch(seqs, pad_id(model.tokenizer), device)
-    keep = torch.zeros_like(padded.valid)
-    rows = torch.zeros_like(padded.valid)
-    token_type = torch.zeros(padded.input_ids.shape, dtype=torch.long, device=device)
+    keep = np.zeros_like(padded.mask)
+    rows = np.zeros_like(padded.mask)
+    token_type = np.zeros_like(padded.ids)
     for b, (s, c) in enumerate(zip(seqs, batch)):
         keep[b, d_at[b]:d_at[b] + c.size] = True
         rows[b, q_at[b]:q_at[b] + len(q)] = True
         token_type[b, types[b]:len(s)] = 1
-    capture = QueryCapture(model.num_layers, ChunkBatch(padded.valid, keep, model.kind == ModelKind.CAUSAL), rows)
+    capture = QueryCapture(model.num_layers, ChunkBatch(padded.valid, padded.on_device(keep),
+                                                        model.kind == ModelKind.CAUSAL), padded.on_device(rows))
     kwargs = {"input_ids": padded.input_ids, "attention_mask": padded.attention_mask}
     if layout.typed:
-        kwargs["token_type_ids"] = token_type
-    with torch.inference_mode(), capturing(capture):
-        try:
-            model.model.base_model(**kwargs)
-        except StopForward:
-            pass
-    scores = capture.scores().float().cpu().numpy()
+        kwargs["token_type_ids"] = padded.on_device(token_type)
+    from .eager_attention import run_captured  # torch: guided reading always runs the torch network
+
+    run_captured(model.model.base_model, capture, **kwargs)
+    scores = capture.cpu_scores()
     return [ChunkOutput(scores[b, d_at[b]:d_at[b] + c.size].copy()) for b, c in enumerate(batch)]
 
 

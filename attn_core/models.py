@@ -476,7 +476,7 @@ def _load_from(source: str, folder: Path | None, device: str, local_only: bool,
     tokenizer = AutoTokenizer.from_pretrained(source, **kw)
 
     def weights() -> Any:
-        from .attention import install_capture
+        from .eager_attention import install_capture
 
         try:
             with _LOAD_LOCK:

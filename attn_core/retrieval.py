@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
 
 from .alignment import tokenize_texts
 from .analysis import ENGINE_VERSION, last_hidden_state, passage_sums, preprocess, special_affixes
@@ -139,10 +138,8 @@ def embed_token_ids(model: LoadedModel, seqs: Sequence[list[int]], *, batch_toke
     done = 0
     for batch in length_batches([len(w) for _, w in windows], batch_tokens):
         padded = pad_batch([windows[k][1] for k in batch], pad_id(model.tokenizer), model.info.device)
-        h = last_hidden_state(model, padded).float()  # on the model's runtime (runtime.py)
-        with torch.inference_mode():
-            m = padded.valid.to(h.dtype)[:, :, None]
-            summed = (h * m).sum(1).cpu().numpy().astype(np.float64)
+        h = last_hidden_state(model, padded)  # on the model's runtime (runtime.py)
+        summed = (h * padded.mask[:, :, None]).sum(1, dtype=np.float64)
         for b, k in enumerate(batch):
             i = windows[k][0]
             sums[i] += summed[b]

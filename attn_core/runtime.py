@@ -22,16 +22,14 @@ for MiniLM). Encoder models only (BERT, RoBERTa, e5…); causal LMs and classifi
 The default runtime is "auto": the fp32 export, once it has been verified against the torch model on a probe
 batch (every attention probability within 1e-4), and torch until then. fp32 ONNX Runtime computes the same
 function (measured over the whole corpus: deletion ratios identical to torch's on every document), so "auto"
-keeps the torch identity and cache entries stay valid across the switch; it is ≈ 1.4x faster on these CPUs
-and a process answered from the export never loads the torch weights (transformers' modelling imports cost
-seconds). The export is built by `python -m attn_core prepare`, or by the dashboard in a child process at
+keeps the torch identity and cache entries stay valid across the switch; it is ≈ 1.4x faster on these CPUs,
+and a process answered from the export does not import torch: the capture folds numpy arrays (attention.py)
+and batches are padded as numpy (batching.py). The export is built by `python -m attn_core prepare`, or by the dashboard in a child process at
 the lowest CPU priority after its first model load; a CLI run never waits for one. int8 is not the default: over
 the corpus its deletion ratio moved by more than the 5% allowed (README, "Runtimes").
 """
 from __future__ import annotations
 
-import contextlib
-import copy
 import json
 import logging
 import os
@@ -40,14 +38,11 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
-import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 from .cache import make_key, models_dir, write_atomically
 from .errors import SettingsError
@@ -70,17 +65,16 @@ def available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx", "onnxscript"))
 
 
-class _Graph(torch.nn.Module):
-    """The encoder with eager attention, returning the last hidden state and the chosen layers' probabilities."""
-
-    def __init__(self, net: torch.nn.Module, layers: tuple[int, ...]) -> None:
-        super().__init__()
-        self.net = net
-        self.layers = layers
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.net(input_ids=input_ids, attention_mask=attention_mask, output_attentions=bool(self.layers))
-        return (out.last_hidden_state, *(out.attentions[i] for i in self.layers))
+def session_threads() -> int:
+    """ONNX Runtime's intra-op threads: torch's count when torch is loaded (the two agree on one machine), else
+    OMP_NUM_THREADS when set (a Ray worker limits it to its CPUs), else 0 (ONNX Runtime's default, one per
+    physical core, as torch)."""
+    if "torch" in sys.modules:
+        return max(1, sys.modules["torch"].get_num_threads())
+    try:
+        return max(0, int(os.environ.get("OMP_NUM_THREADS", "") or 0))
+    except ValueError:
+        return 0
 
 
 class OnnxRunner:
@@ -114,93 +108,19 @@ class OnnxRunner:
         layers = self.key(layers)
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.base.info.identity)[:80]
         digest = make_key(EXPORT_VERSION, self.base.info.identity, repr(layers))[:16]
-        return models_dir() / "onnx" / f"{name}-{digest}{'-int8' if int8 else ''}.onnx"  # made by _export
+        return models_dir() / "onnx" / f"{name}-{digest}{'-int8' if int8 else ''}.onnx"  # made by onnx_export.export_graph
 
     @staticmethod
     def _verified_path(path: Path) -> Path:
         return path.with_name(path.name + ".verified.json")
 
-    def _graph(self, layers: tuple[int, ...]) -> "_Graph":
-        """A private eager copy (the shared model keeps its attention implementation while others read)."""
-        net = copy.deepcopy(self.base.model.base_model).eval()
-        net.set_attn_implementation("eager")
-        return _Graph(net, layers)
-
-    def _export(self, graph: "_Graph", target: Path) -> None:
-        """Export into a private folder, then move the weights file (if the exporter wrote one beside the graph)
-        and the graph into place: the graph names its weights file, so both keep the target's name."""
-        layers = graph.layers
-        longest = int(getattr(self.base.config, "max_position_embeddings", 512) or 512)
-        batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq", max=longest)
-        probe = torch.ones((2, 16), dtype=torch.long)
-        for stale in target.parent.glob(".export-*"):  # left by a process killed while exporting
-            with contextlib.suppress(OSError):
-                if time.time() - stale.stat().st_mtime > 3600:
-                    shutil.rmtree(stale, ignore_errors=True)
-        work = target.with_name(f".export-{os.getpid()}-{threading.get_ident()}")
-        work.mkdir(parents=True, exist_ok=True)
-        exporter_log = logging.getLogger("torch.onnx")
-        level = exporter_log.level
-        exporter_log.setLevel(logging.ERROR)  # a one-time export must not print pages of exporter notes
-        try:
-            with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(), \
-                    contextlib.redirect_stdout(sys.stderr):  # stdout may be the CLI's JSON
-                warnings.simplefilter("ignore")
-                torch.onnx.export(graph, (probe, torch.ones_like(probe)), str(work / target.name), dynamo=True,
-                                  verbose=False, dynamic_shapes={"input_ids": {0: batch, 1: seq},
-                                                                 "attention_mask": {0: batch, 1: seq}},
-                                  input_names=["input_ids", "attention_mask"],
-                                  output_names=["hidden"] + [f"probs_{i}" for i in layers])
-            weights = work / (target.name + ".data")
-            if weights.is_file():
-                os.replace(weights, target.with_name(weights.name))
-            os.replace(work / target.name, target)
-        finally:
-            exporter_log.setLevel(level)
-            shutil.rmtree(work, ignore_errors=True)
-
-    def _quantise(self, source: Path, target: Path) -> None:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        root = logging.getLogger()
-        quiet = logging.NullHandler()
-        root.addHandler(quiet)  # the quantiser logs an advisory on the root logger; without a handler there,
-        try:  # logging would install a stderr handler for the whole process (basicConfig)
-            quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8)
-        finally:
-            root.removeHandler(quiet)
-        os.replace(tmp, target)
-
     def _open(self, path: Path) -> Any:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, torch.get_num_threads())
+        options.intra_op_num_threads = session_threads()
         options.log_severity_level = 3
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def verify(self, graph: "_Graph", session: Any) -> float:
-        """Largest difference between the export's and the torch model's attention probabilities (and
-        last hidden state, scaled by its largest value) on a padded probe batch of random token ids."""
-        gen = torch.Generator().manual_seed(0)
-        vocab = int(getattr(self.base.config, "vocab_size", 1000) or 1000)
-        ids = torch.randint(0, vocab, (2, 48), generator=gen)
-        mask = torch.ones_like(ids)
-        mask[1, 30:] = 0
-        with torch.no_grad():
-            ref = [t.numpy() for t in graph(ids, mask)]
-        got = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
-        valid = mask.numpy().astype(bool)
-        worst = 0.0
-        for r, g in zip(ref, got):
-            if r.ndim == 3:  # hidden [B, T, D]: relative to its scale, valid positions only
-                d = np.abs(r - g)[valid].max() / max(1e-6, float(np.abs(r[valid]).max()))
-            else:  # probabilities [B, H, T, T]: every valid query row, every key
-                d = max(float(np.abs(r[b][:, valid[b]][:, :, valid[b]] - g[b][:, valid[b]][:, :, valid[b]]).max())
-                        for b in range(r.shape[0]))
-            worst = max(worst, float(d))
-        return worst
 
     def build(self, layers: Sequence[int] = ()) -> Path:
         """Export (and verify, for "auto") the graph for these layers now, unless it is on disk already.
@@ -209,26 +129,33 @@ class OnnxRunner:
         key = self.key(layers)
         with self._build_lock:
             fp32 = self.export_path(key, False)
-            graph = None
-            if not fp32.is_file():
-                graph = self._graph(key)
-                self._export(graph, fp32)
-            if self.verified_only:
-                marker = self._verified_path(fp32)
-                if not marker.is_file():
-                    graph = graph or self._graph(key)
-                    worst = self.verify(graph, self._open(fp32))
-                    if worst > VERIFY_TOLERANCE:
-                        raise RuntimeError(f"the ONNX export differs from torch by {worst:.1e} "
-                                           f"(> {VERIFY_TOLERANCE:.0e}); torch is used")
-                    write_atomically(marker, json.dumps({"max_difference": worst, "tolerance": VERIFY_TOLERANCE,
-                                                         "identity": self.base.info.identity}).encode("utf-8"))
+            marker = self._verified_path(fp32)
+            if not fp32.is_file() or (self.verified_only and not marker.is_file()):
+                self._export_and_verify(key, fp32, marker)
             if not self.int8:
                 return fp32
             path = self.export_path(key, True)
             if not path.is_file():
-                self._quantise(fp32, path)
+                from .onnx_export import quantise
+
+                quantise(fp32, path)
             return path
+
+    def _export_and_verify(self, key: tuple[int, ...], fp32: Path, marker: Path) -> None:
+        """Make the missing pieces of an export: the graph, and for "auto" the check against torch (torch is
+        imported here, in the process that builds, never by one that only reads an export)."""
+        from . import onnx_export
+
+        graph = onnx_export.eager_graph(self.base, key)
+        if not fp32.is_file():
+            onnx_export.export_graph(graph, fp32, self.base.config)
+        if self.verified_only and not marker.is_file():
+            worst = onnx_export.max_difference(graph, self._open(fp32), self.base.config)
+            if worst > VERIFY_TOLERANCE:
+                raise RuntimeError(f"the ONNX export differs from torch by {worst:.1e} "
+                                   f"(> {VERIFY_TOLERANCE:.0e}); torch is used")
+            write_atomically(marker, json.dumps({"max_difference": worst, "tolerance": VERIFY_TOLERANCE,
+                                                 "identity": self.base.info.identity}).encode("utf-8"))
 
     def ready(self, layers: Sequence[int] = ()) -> bool:
         """Whether `run` serves these layers now (for "auto": a verified export is on disk). When it does not
@@ -316,13 +243,14 @@ class OnnxRunner:
                 self._sessions[key] = self._open(path)
             return self._sessions[key]
 
-    def run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers: Sequence[int] = ()
-            ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        """(last hidden state [B, T, D], {layer: attention probabilities [B, H, T, T]}) as CPU tensors."""
+    def run(self, input_ids: np.ndarray, valid: np.ndarray, layers: Sequence[int] = ()
+            ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        """(last hidden state [B, T, D], {layer: attention probabilities [B, H, T, T]}) of a padded batch
+        (ids and the mask of real positions, numpy)."""
         key = self.key(layers)
-        outs = self.session(key).run(None, {"input_ids": input_ids.cpu().numpy().astype(np.int64),
-                                            "attention_mask": attention_mask.cpu().numpy().astype(np.int64)})
-        return torch.from_numpy(outs[0]), {i: torch.from_numpy(p) for i, p in zip(key, outs[1:])}
+        outs = self.session(key).run(None, {"input_ids": np.asarray(input_ids, dtype=np.int64),
+                                            "attention_mask": np.asarray(valid, dtype=np.int64)})
+        return outs[0], dict(zip(key, outs[1:]))
 
 
 def with_runtime(model: LoadedModel, runtime: str | Runtime, *, background: bool = False) -> LoadedModel:

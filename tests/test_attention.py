@@ -118,3 +118,38 @@ def test_capture_needs_only_requested_layers(en_bert):
     assert Capture(Settings(), 6, batch).layers == {5}
     assert Capture(Settings(layer=2), 6, batch).layers == {2}
     assert Capture(Settings(method="rollout"), 6, batch).layers == set(range(6))
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["encoder", "causal"])
+@pytest.mark.parametrize("method,head", [("received", "mean"), ("max", "max"), ("cls", 1), ("rollout", "mean"),
+                                         ("norm", "mean")])
+def test_capture_folds_numpy_arrays_exactly_as_torch_tensors(method, head, causal):
+    """The ONNX Runtime path hands the capture numpy arrays, the torch path tensors: one implementation of every
+    reduction must give both the same scores (padding, kept positions, causal correction included)."""
+    rng = np.random.default_rng(1)
+    layers, heads, width, dim = 3, 4, 9, 5
+    logits = rng.normal(size=(layers, 2, heads, width, width)).astype(np.float32)
+    valid = np.ones((2, width), dtype=bool)
+    valid[1, 6:] = False  # the second sequence is padded
+    if causal:
+        logits = np.where(np.tril(np.ones((width, width), dtype=bool)), logits, -1e9)
+    logits = np.where(valid[:, None, None, :], logits, -1e9)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    value = rng.normal(size=(layers, 2, heads, width, dim)).astype(np.float32)
+    keep = valid.copy()
+    keep[:, 0] = False  # a special token stays unscored
+    projections = {i: rng.normal(size=(7, heads * dim)).astype(np.float32) for i in range(layers)}
+    settings = Settings(method=method, layer="all" if method != "rollout" else "last", head=head)
+    got = {}
+    for kind, arr in (("numpy", np.asarray), ("torch", torch.from_numpy)):
+        cap = Capture(settings, layers, ChunkBatch(arr(valid), arr(keep), causal),
+                      {i: arr(w) for i, w in projections.items()})
+        for i in range(layers):
+            if cap.wants(i):
+                cap.consume(i, arr(probs[i]), arr(value[i]))
+        got[kind] = cap.cpu_scores()
+        assert isinstance(cap.scores(), np.ndarray if kind == "numpy" else torch.Tensor)
+    np.testing.assert_allclose(got["numpy"], got["torch"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got["numpy"].sum(-1), 1.0, rtol=1e-5)
+    assert (got["numpy"][~keep] == 0).all()
