@@ -67,6 +67,12 @@ def available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx", "onnxscript"))
 
 
+# One background export at a time per process: a fresh dashboard asks for both offline models at once (the
+# page preloads MiniLM while a Japanese upload loads e5), and two exporters side by side held ≈ 1 GB and both
+# cores; one after the other, the second starts as soon as the first is done.
+_ONE_BACKGROUND_EXPORT = threading.Lock()
+
+
 def session_threads() -> int:
     """ONNX Runtime's intra-op threads: torch's count when torch is loaded (the two agree on one machine), else
     OMP_NUM_THREADS when set (a Ray worker limits it to its CPUs), else 0 (ONNX Runtime's default, one per
@@ -241,7 +247,8 @@ class OnnxRunner:
         if shutil.which("nice"):
             cmd = ["nice", "-n", "19", *cmd]
         try:
-            res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
+            with _ONE_BACKGROUND_EXPORT:
+                res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
             output = (res.stdout.strip() or res.stderr.strip() or f"exit status {res.returncode}").splitlines()[-1]
         except (OSError, subprocess.TimeoutExpired) as exc:
             output = f"the ONNX export did not finish: {exc}"

@@ -149,6 +149,36 @@ def test_auto_builds_in_the_background_and_refuses_an_export_that_differs(en_ber
                   - _raw(ac.analyze(doc, en_bert, use_store=False))).max() == 0
 
 
+def _exporters(folders: list[str]) -> int:
+    """How many `attn_core prepare` children for these model folders are running now (from /proc)."""
+    count = 0
+    for cmdline in __import__("pathlib").Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"prepare" in args and any(f.encode() in args for f in folders):
+            count += 1
+    return count
+
+
+def test_background_exports_of_two_models_run_one_after_the_other(en_bert, fresh_models, tmp_path):
+    """A fresh dashboard asks for both offline models' exports at once: two exporters side by side held ≈ 1 GB
+    and both cores, so a process runs one background export at a time."""
+    import time
+
+    from tiny_models import build_english_bert
+
+    other = ac.load_model(str(build_english_bert(tmp_path / "second", EN_TEXT * 2, seed=2)))
+    threads = [with_runtime(m, "auto", background=True).runner.build_in_background() for m in (en_bert, other)]
+    most = 0
+    while any(t.is_alive() for t in threads):
+        most = max(most, _exporters([en_bert.info.id, other.info.id]))
+        time.sleep(0.05)
+    assert most == 1  # seen running, never two at once
+    assert all(with_runtime(m, "auto").runner.ready() for m in (en_bert, other))
+
+
 def test_cli_prepare_then_the_default_runtime_uses_the_export(en_bert_dir, fresh_models, tmp_path):
     src = tmp_path / "a.txt"
     src.write_text(EN_TEXT * 3, encoding="utf-8")
