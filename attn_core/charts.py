@@ -1,5 +1,9 @@
 """Altair charts of one chunk's attention (the Explorer), and their PNG/SVG export. No Streamlit here.
 
+An exported chart carries the same audit trail as every other export (export.Audit): as a small grey caption
+under its title, so a figure pasted into a report still says which model, layer and head drew it, and as
+metadata (a PNG text chunk, an SVG <metadata> element) for tools.
+
 Every chart is built from an `analysis.ChunkAttention` (the full [layers, heads, T, T] attention of one
 chunk). Token labels carry their position ("12 · pump") so repeated tokens stay distinct, and every
 label and tooltip is HTML-escaped: a document can contain markup, and labels end up in tooltips and SVG.
@@ -8,7 +12,10 @@ from __future__ import annotations
 
 import html
 import json
+import struct
+import textwrap
 import threading
+import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -17,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .analysis import ChunkAttention
+from .export import Audit
 
 CJK_FONT_DIRS = (Path("/usr/share/fonts/opentype/noto"), Path("/usr/share/fonts/truetype/noto"),
                  Path("/usr/share/fonts/opentype/noto-cjk"))
@@ -236,27 +244,57 @@ def register_cjk_fonts(dirs: Sequence[Path] = CJK_FONT_DIRS) -> bool:
         return _fonts_registered
 
 
-def chart_spec(chart: alt.TopLevelMixin) -> dict:
-    """The chart's Vega-Lite spec with data inlined (no row limit) and the CJK font as default."""
+def audit_caption(audit: Audit, width: int = 100) -> list[str]:
+    """The audit trail as short caption lines (every field that applies, labelled)."""
+    text = " · ".join(f"{label}: {value}" for label, value in audit.rows() if value)
+    return textwrap.wrap(text, width) or [""]
+
+
+def chart_spec(chart: alt.TopLevelMixin, audit: Audit | None = None) -> dict:
+    """The chart's Vega-Lite spec with data inlined (no row limit), the CJK font as default and, with an
+    audit, its caption under the chart's title."""
     with alt.data_transformers.enable("default", max_rows=None):
         spec = chart.to_dict()
     config = spec.setdefault("config", {})
     config.setdefault("font", EXPORT_FONT)
     config.setdefault("background", "white")
+    if audit is not None:
+        title = spec.get("title") or ""
+        title = dict(title) if isinstance(title, dict) else {"text": title}
+        title.update(subtitle=audit_caption(audit), subtitleColor="#666666", subtitleFontSize=9, anchor="start")
+        spec["title"] = title
     return json.loads(json.dumps(spec))  # plain JSON types only
 
 
-def chart_png(chart: alt.TopLevelMixin, scale: float = 2.0) -> bytes:
-    """PNG bytes rendered offline by vl-convert (Japanese labels need the Noto CJK fonts)."""
+def _png_text_chunk(keyword: str, text: str) -> bytes:
+    """A PNG iTXt chunk (UTF-8 text: a Japanese file name or reviewer stays readable)."""
+    data = keyword.encode("latin-1") + b"\0\0\0" + b"\0" + b"\0" + text.encode("utf-8")
+    return struct.pack(">I", len(data)) + b"iTXt" + data + struct.pack(">I", zlib.crc32(b"iTXt" + data))
+
+
+def chart_png(chart: alt.TopLevelMixin, scale: float = 2.0, audit: Audit | None = None) -> bytes:
+    """PNG bytes rendered offline by vl-convert (Japanese labels need the Noto CJK fonts); with an audit, its
+    caption drawn and the trail kept as a text chunk ("chumoku:audit", JSON) after the header."""
     import vl_convert as vlc
 
     register_cjk_fonts()
-    return vlc.vegalite_to_png(chart_spec(chart), scale=scale)
+    png = vlc.vegalite_to_png(chart_spec(chart, audit), scale=scale)
+    if audit is None:
+        return png
+    header_end = 8 + 8 + 13 + 4  # signature, then the IHDR chunk (length, type, 13 bytes, CRC)
+    chunk = _png_text_chunk("chumoku:audit", json.dumps(audit.to_json(), ensure_ascii=False))
+    return png[:header_end] + chunk + png[header_end:]
 
 
-def chart_svg(chart: alt.TopLevelMixin) -> bytes:
-    """SVG bytes (UTF-8) rendered offline by vl-convert; text stays text, so labels remain searchable."""
+def chart_svg(chart: alt.TopLevelMixin, audit: Audit | None = None) -> bytes:
+    """SVG bytes (UTF-8) rendered offline by vl-convert; text stays text, so labels remain searchable. With
+    an audit: its caption drawn, and the trail (JSON, escaped) in a <metadata> element."""
     import vl_convert as vlc
 
     register_cjk_fonts()
-    return vlc.vegalite_to_svg(chart_spec(chart)).encode("utf-8")
+    svg = vlc.vegalite_to_svg(chart_spec(chart, audit))
+    if audit is not None:
+        start = svg.index(">", svg.index("<svg")) + 1
+        meta = html.escape(json.dumps(audit.to_json(), ensure_ascii=False), quote=False)
+        svg = f'{svg[:start]}<metadata id="chumoku-audit">{meta}</metadata>{svg[start:]}'
+    return svg.encode("utf-8")

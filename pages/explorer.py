@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+from dataclasses import replace
 
 import streamlit as st
 
@@ -12,12 +13,12 @@ from pages import _common as ui
 ui.ensure_navigation()  # a share link may be a fresh server's first request
 
 
-def downloads(chart, stem: str, key: str) -> None:
-    """PNG and SVG buttons; the bytes are rendered only when a button is clicked."""
+def downloads(chart, stem: str, key: str, audit: export.Audit) -> None:
+    """PNG and SVG buttons, each file with its audit trail; the bytes are rendered only when a button is clicked."""
     left, right, _ = st.columns([1, 1, 4])
-    left.download_button("PNG", data=lambda: charts.chart_png(chart), file_name=f"{stem}.png", mime="image/png",
-                         key=f"{key}.png", on_click="ignore", icon=":material/download:")
-    right.download_button("SVG", data=lambda: charts.chart_svg(chart), file_name=f"{stem}.svg",
+    left.download_button("PNG", data=lambda: charts.chart_png(chart, audit=audit), file_name=f"{stem}.png",
+                         mime="image/png", key=f"{key}.png", on_click="ignore", icon=":material/download:")
+    right.download_button("SVG", data=lambda: charts.chart_svg(chart, audit=audit), file_name=f"{stem}.svg",
                           mime="image/svg+xml", key=f"{key}.svg", on_click="ignore", icon=":material/download:")
 
 
@@ -78,25 +79,29 @@ if n > charts.HEATMAP_MAX_TOKENS:
                        key=f"explorer.window.{doc_sha}.{chunk}",
                        help=f"This chunk has {n} tokens; a window keeps the labels readable.")
 stem = f"chumoku-{doc.sha256[:8]}-chunk{chunk}"
+chart_audit = replace(export.Audit.now(model.info, exported_by=ui.reviewer_label(ui.reviewer())), faithfulness="",
+                      method="raw attention")
 
 heat_tab, model_tab, scores_tab, table_tab = st.tabs(["Heatmap", "Model view", "Token scores", "Token table"])
 with heat_tab:
     chart = charts.heatmap(ca, layer, head, window=window)
     st.altair_chart(chart, width="content")
-    downloads(chart, f"{stem}-heatmap-L{layer}-H{head}", "explorer.dl.heatmap")
+    downloads(chart, f"{stem}-heatmap-L{layer}-H{head}", "explorer.dl.heatmap",
+              replace(chart_audit, layer=str(layer), head=str(head)))
 with model_tab:
     st.caption("Each thumbnail is one head (columns) of one layer (rows), pooled to 16×16 blocks and scaled to its "
                "own maximum. Diagonals: heads that look at neighbours; vertical stripes: heads that all look at one "
                "token (often [CLS] or [SEP], an attention sink).")
     chart = charts.model_view(ca)
     st.altair_chart(chart, width="content")
-    downloads(chart, f"{stem}-model-view", "explorer.dl.model")
+    downloads(chart, f"{stem}-model-view", "explorer.dl.model", replace(chart_audit, layer="all", head="all"))
 with scores_tab:
     st.caption(f"Per token: what the first token ([CLS]) attends to, next to the mean attention it receives from all "
                f"queries (layer {layer}, head {head}). Special tokens are excluded and each series sums to 1.")
     chart = charts.token_scores_chart(ca, layer, head, causal=causal, window=window)
     st.altair_chart(chart, width="content")
-    downloads(chart, f"{stem}-token-scores-L{layer}-H{head}", "explorer.dl.scores")
+    downloads(chart, f"{stem}-token-scores-L{layer}-H{head}", "explorer.dl.scores",
+              replace(chart_audit, method="cls and received", layer=str(layer), head=str(head)))
 with table_tab:
     st.caption(f"Tokens ranked by the **{method}** reduction (layer {layer}, head {head}); `weight` is the "
                f"token's share of the chunk, `relative` its weight over the strongest token's.")

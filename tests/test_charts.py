@@ -188,3 +188,50 @@ def test_charts_fit_the_page_and_label_every_token(en_ca):
     scores = charts.token_scores_chart(en_ca).to_dict()
     assert isinstance(scores["width"], int) and scores["width"] + charts.SCORES_DECORATION <= charts.PAGE_WIDTH
     assert scores["autosize"]["type"] == "pad" and scores["encoding"]["x"]["axis"]["labelOverlap"] is False
+
+
+def _png_chunks(png: bytes) -> list[tuple[bytes, bytes]]:
+    """(type, data) of every chunk, each CRC checked: a broken chunk would make viewers refuse the file."""
+    import struct
+    import zlib
+
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, at = [], 8
+    while at < len(png):
+        (length,) = struct.unpack(">I", png[at:at + 4])
+        kind, data = png[at + 4:at + 8], png[at + 8:at + 8 + length]
+        assert struct.unpack(">I", png[at + 8 + length:at + 12 + length])[0] == zlib.crc32(kind + data)
+        chunks.append((kind, data))
+        at += 12 + length
+    return chunks
+
+
+@pytest.mark.parametrize("which", ["heatmap", "model view"])
+def test_exported_charts_carry_the_audit_trail(en_ca, which):
+    """Like every other export, a PNG or SVG says which model, layer and head drew it: as a caption a reader
+    sees and as metadata a tool reads (escaped: a reviewer's name or a model id is text, never markup)."""
+    import html
+    import json
+    import re
+
+    from attn_core.export import Audit
+
+    audit = Audit(model="<b>m</b>", model_identity="tiny@0123abcd", method="raw attention", layer="0", head="1",
+                  chumoku_version="0.3.0", exported_utc="2026-12-01T19:00:00Z", exported_by="審査官 田中")
+    chart = charts.heatmap(en_ca, 0, 1, window=(0, 10)) if which == "heatmap" else charts.model_view(en_ca)
+    svg = charts.chart_svg(chart, audit=audit).decode("utf-8")
+    meta = re.search(r'<metadata id="chumoku-audit">(.*?)</metadata>', svg, re.S)
+    assert meta and json.loads(html.unescape(meta.group(1))) == audit.to_json()
+    drawn = svg.replace(meta.group(0), "")
+    caption = " ".join(html.unescape(t) for t in re.findall(r"<(?:text|tspan)[^>]*>([^<]*)(?=<)", drawn))
+    assert "tiny@0123abcd" in caption and "審査官 田中" in caption and "Layer: 0" in caption
+    assert "<b>m</b>" not in svg and "&lt;b&gt;m&lt;/b&gt;" in drawn
+    if which == "heatmap":
+        assert "who attends to whom" in caption  # the chart's own title stays, the caption goes under it
+
+    png = charts.chart_png(chart, scale=1, audit=audit)
+    texts = [data for kind, data in _png_chunks(png) if kind == b"iTXt"]
+    assert len(texts) == 1 and texts[0].startswith(b"chumoku:audit\0")
+    assert json.loads(texts[0].split(b"\0", 5)[5].decode("utf-8")) == audit.to_json()
+    plain = _png_pixels(charts.chart_png(chart, scale=1))
+    assert _png_pixels(png).shape[0] > plain.shape[0]  # the caption takes rows of its own
