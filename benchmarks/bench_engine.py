@@ -10,7 +10,8 @@ because that is what a reviewer waits for:
   cached  : the same command again (every chunk in the store);
   rank    : `python -m attn_core rank DOC --query ...` right after the analysis (by default each passage is
             embedded alone, so rank runs its own pass over them; with CHUMOKU_EMBEDDINGS=in-window they come
-            from the analysis pass, pooling.py), and `rank` on an empty store for reference.
+            from the analysis pass, pooling.py: the pair "in-window" runs an analysis and a rank with it),
+            and `rank` on an empty store for reference.
 Ratios printed: engine speed-up over the naive loop, cached / cold, rank after analyze / the analysis.
 Runtimes (--runtimes, runtime.py): the analysis in-process on each runtime (export done beforehand), its
 faithfulness (deletion test: top 10% words vs random and word-length baseline) and the Spearman correlation
@@ -164,7 +165,7 @@ def main() -> None:
     print(f"load average before: {_load()} ({os.cpu_count()} cores)")
     torch_cold = ["analyze", a.path, "--out", str(work / "out-torch"), "--quiet", *model, "--runtime", "torch"]
     runs: dict[str, list[tuple[dict, float]]] = {k: [] for k in ("naive", "cold", "cached", "rank", "alone",
-                                                                 "torch")}
+                                                                 "torch", "cold_iw", "rank_iw")}
     for r in range(max(1, a.repeat)):
         store_a, store_b = work / f"data-a{r}", work / f"data-b{r}"  # empty stores each round
         runs["naive"].append(_child("naive", [a.path] + ([a.model] if a.model else []), base))
@@ -173,11 +174,15 @@ def main() -> None:
         runs["rank"].append(_child("cli", rank, dict(base, CHUMOKU_DATA_DIR=str(store_a))))
         runs["alone"].append(_child("cli", rank, dict(base, CHUMOKU_DATA_DIR=str(store_b))))
         runs["torch"].append(_child("cli", torch_cold, dict(base, CHUMOKU_DATA_DIR=str(work / f"data-c{r}"))))
+        in_window = dict(base, CHUMOKU_DATA_DIR=str(work / f"data-w{r}"), CHUMOKU_EMBEDDINGS="in-window")
+        runs["cold_iw"].append(_child("cli", analyze, in_window))
+        runs["rank_iw"].append(_child("cli", rank, in_window))
         print(f"  round {r + 1}: " + ", ".join(f"{k} {v[-1][1]:.1f} s" for k, v in runs.items()), flush=True)
     print(f"load average after : {_load()}")
     (naive, naive_wall), (cold, cold_wall), (cached, cached_wall), (ranked, rank_wall), (alone, alone_wall), \
-        (torch_run, torch_wall) = (min(runs[k], key=lambda rw: rw[1])
-                                   for k in ("naive", "cold", "cached", "rank", "alone", "torch"))
+        (torch_run, torch_wall), (_, cold_iw_wall), (rank_iw, rank_iw_wall) = (
+            min(runs[k], key=lambda rw: rw[1])
+            for k in ("naive", "cold", "cached", "rank", "alone", "torch", "cold_iw", "rank_iw"))
     out = json.loads((work / "out" / f"{Path(a.path).name}.json").read_text(encoding="utf-8"))
     tokens = naive["tokens"]
     print(f"document: {Path(a.path).name}, {out['document']['chars']} chars, {tokens} tokens, "
@@ -198,6 +203,8 @@ def main() -> None:
     print(f"  cached re-analysis / cold run:                       {cached_wall / cold_wall:.2f}   (target <= 0.3)")
     print(f"  rank after analyze / the analysis:                   {rank_wall / cold_wall:.2f}   (target <= 0.3)")
     print(f"  rank on an empty store / the analysis:               {alone_wall / cold_wall:.2f}")
+    print(f"  with CHUMOKU_EMBEDDINGS=in-window: analyze {cold_iw_wall:.1f} s, rank after it {rank_iw_wall:.1f} s "
+          f"(peak RSS {rank_iw['peak_rss_mb']:.0f} MB): {rank_iw_wall / cold_iw_wall:.2f} x the analysis")
     runtimes = [r for r in a.runtimes.split(",") if r]
     if runtimes:
         print(f"runtimes (analysis in-process, export excluded; load average now {_load()}):")
