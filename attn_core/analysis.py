@@ -4,6 +4,7 @@ Each stage is a plain function over plain data, like transformers' Pipeline.
 """
 from __future__ import annotations
 
+import bisect
 import struct
 import threading
 import time
@@ -35,7 +36,7 @@ from .progress import Cancel, Progress, report
 from .relevance import own_claim_relevance
 from .results import AnalysisResult, ChunkInfo, Method, ModelKind, Settings, TokenScore
 from .scoring import rank_passages, stitch, word_scores
-from .sections import READ_FIRST_WEIGHT, classify_passages, duplicate_passages, is_patent
+from .sections import READ_FIRST_WEIGHT, Section, classify_passages, duplicate_passages, is_patent
 from .segment import PassageSpan, boundary_offsets, passage_spans, word_spans
 from .stopwords import is_unshaded_word
 
@@ -332,6 +333,17 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
+def _in_sections(w_spans: Sequence[tuple[int, int]], bounds: Sequence[tuple[int, int]],
+                 sections: Sequence[Section], wanted: set[Section]) -> list[bool]:
+    """For each word, whether it starts inside a passage of one of the `wanted` sections."""
+    starts = [b[0] for b in bounds]
+    out = []
+    for s, _ in w_spans:
+        i = bisect.bisect_right(starts, s) - 1
+        out.append(i >= 0 and s < bounds[i][1] and sections[i] in wanted)
+    return out
+
+
 def postprocess(document: Document, model: LoadedModel, settings: Settings, prepared: Prepared,
                 outputs: Sequence[ChunkOutput], cached: int = 0, seconds: float = 0.0, *,
                 own_claim: bool = True) -> AnalysisResult:
@@ -344,16 +356,18 @@ def postprocess(document: Document, model: LoadedModel, settings: Settings, prep
     tokens = [TokenScore(t, s, e, v, o, u)
               for t, (s, e), v, o, u in zip(tok.tokens, tok.spans, token_scores.tolist(), owner.tolist(), tok.unk)]
     text, language = document.text, document.language
-    w_spans = word_spans(text, language)
-    unshaded = [is_unshaded_word(text[s:e], language) for s, e in w_spans]
-    words = word_scores(text, w_spans, tok.spans, token_scores, unshaded)
     p_spans = prepared.passages if prepared.passages is not None else passage_spans(text, language,
                                                                                       document.paragraphs)
     spans = [(p.start, p.end, p.label, p.page) for p in p_spans]
-    if is_patent(text):  # read summary, independent claims and main embodiment first (sections.py)
-        bounds = [(p.start, p.end) for p in p_spans]
-        passages = rank_passages(spans, words, classify_passages(text, bounds), READ_FIRST_WEIGHT,
-                                 duplicate_passages(text, bounds),
+    bounds = [(p.start, p.end) for p in p_spans]
+    sections = classify_passages(text, bounds) if is_patent(text) else None
+    w_spans = word_spans(text, language)
+    unshaded = [is_unshaded_word(text[s:e], language) for s, e in w_spans]
+    if sections is not None:  # bibliographic lines and record headers are not content: never the brightest words
+        unshaded = [u or m for u, m in zip(unshaded, _in_sections(w_spans, bounds, sections, {Section.META}))]
+    words = word_scores(text, w_spans, tok.spans, token_scores, unshaded)
+    if sections is not None:  # read summary, independent claims and main embodiment first (sections.py)
+        passages = rank_passages(spans, words, sections, READ_FIRST_WEIGHT, duplicate_passages(text, bounds),
                                  own_claim_relevance(document, bounds) if own_claim else None)
     else:
         passages = rank_passages(spans, words)

@@ -153,3 +153,28 @@ def test_html_in_text_is_only_text(en_bert):
         visible = html.unescape(re.sub(r"<[^>]+>", "", re.sub(r"<style>.*?</style>", "", out, flags=re.S)))
         assert text in visible
     assert "&lt;b&gt;x&lt;/b&gt;.txt" in report_html(r)
+
+
+def test_a_patent_record_header_is_never_shaded(minilm):
+    """The llm-jp excerpts (like many exported records) start with a header: "Japanese Patent Raw Record", a
+    ruler, "Source year : 2020"… sections.py calls those lines META. They are not content: they must not be the
+    brightest words of the page (before, "Japanese Patent Raw Record" held percentile 1.0), while the abstract
+    and claim right after them keep their shading."""
+    from pathlib import Path
+
+    from attn_core import ingest_path
+    from attn_core.sections import Section, classify_passages
+    from attn_core.segment import passage_spans
+
+    doc = ingest_path(Path(__file__).parent / "data" / "ja_patent_excerpt_JP2020151139A_llmjp.txt")
+    result = analyze(doc, minilm, use_store=False)
+    spans = passage_spans(doc.text, doc.language, doc.paragraphs)
+    sections = classify_passages(doc.text, [(p.start, p.end) for p in spans])
+    leading = next(i for i, s in enumerate(sections) if s != Section.META)  # the record header's passages
+    assert leading >= 1
+    meta_end = spans[leading - 1].end
+    header = [w for w in result.words if w.end <= meta_end]
+    assert {"Japanese", "Patent", "Record"} <= {w.text for w in header}
+    assert all(w.score == 0 for w in header)
+    body = [w for w in result.words if w.start >= meta_end]
+    assert max(w.score for w in body) == 1.0 and sum(w.score > 0.5 for w in body) > 20
