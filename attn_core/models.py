@@ -472,8 +472,11 @@ def _network_loader(source: str, kind: ModelKind, device: str, local_only: bool)
 
     def weights() -> Any:
         from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
+        from transformers.utils import logging as hf_logging
 
         from .eager_attention import install_capture
+
+        hf_logging.disable_progress_bar()  # also when config and tokenizer came from the files (model_files.py)
 
         cls = {ModelKind.CLASSIFIER: AutoModelForSequenceClassification,
                ModelKind.CAUSAL: AutoModelForCausalLM}.get(kind, AutoModel)
