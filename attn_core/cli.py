@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -146,11 +147,27 @@ class Readers:
         self.runtime = Runtime.parse(runtime) if runtime else Runtime.default()
         self.settings = Settings(method=method, layer=layer, head=head)
         self._readers: dict[str, "Reader"] = {}
+        self._hinted: set[str] = set()
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "Readers":
         return cls(args.model, getattr(args, "method", "received"), getattr(args, "layer", "last"),
                    getattr(args, "head", "mean"), getattr(args, "runtime", None))
+
+    def hint_prepare(self, reader: "Reader") -> None:
+        """Once per model: say that `prepare` would make its next analyses faster, when "auto" read it with
+        torch for want of a verified export (a CLI run never builds one itself)."""
+        runner = reader.model.runner
+        model_id = reader.model.info.id
+        if runner is None or not runner.verified_only or model_id in self._hinted:
+            return
+        self._hinted.add(model_id)
+        from .attention import needed_layers
+
+        if not runner.ready(sorted(needed_layers(reader.settings, reader.model.num_layers))):
+            print(f"note: {model_id} was read with torch; `python -m attn_core prepare --model "
+                  f"{shlex.quote(model_id)}` builds its verified ONNX export once (≈ 10–20 s), and later runs "
+                  f"read without torch, about twice as fast", file=sys.stderr)
 
     def for_languages(self, languages: Sequence[str]) -> "Reader":
         from .models import load_model, resolve_model_id
@@ -236,6 +253,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             print(f"error: {path}: {exc.message}", file=sys.stderr)
             status = 2
             continue
+        if not args.quiet:
+            readers.hint_prepare(reader)
         if result.unk_rate > 0.05 and not args.quiet:
             print(f"warning: {doc.name}: {result.unk_rate:.0%} of tokens are [UNK] for this model", file=sys.stderr)
         if args.faithfulness:

@@ -227,3 +227,23 @@ def test_auto_without_a_usable_models_folder_reads_with_torch(en_bert, tmp_path,
                   - _raw(ac.analyze(doc, en_bert, use_store=False))).max() == 0
     assert not auto.runner.building()  # nothing started in the background either
     assert runtime_label(auto).startswith("torch (no ONNX export: no models folder")
+
+
+def test_the_cli_says_once_that_prepare_would_speed_it_up(en_bert_dir, fresh_models, tmp_path):
+    """A CLI run never builds the export itself; without one, "auto" reads with torch and says how to change
+    that (once per model, not with --quiet, not once the export exists)."""
+    docs = []
+    for i in range(2):
+        docs.append(tmp_path / f"d{i}.txt")
+        docs[-1].write_text(EN_TEXT * (2 + i), encoding="utf-8")
+    args = ["analyze", *map(str, docs), "--model", str(en_bert_dir), "--out", str(tmp_path / "out")]
+    first = _cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.count("python -m attn_core prepare --model") == 1
+    assert "Traceback" not in first.stderr
+    assert "prepare" not in _cli(*args, "--quiet").stderr
+    assert _cli("prepare", "--model", str(en_bert_dir)).returncode == 0
+    fresh = tmp_path / "fresh.txt"  # not in the store: read by the model, now from the export
+    fresh.write_text(EN_TEXT * 4, encoding="utf-8")
+    later = _cli("analyze", str(fresh), "--model", str(en_bert_dir), "--out", str(tmp_path / "out2"))
+    assert later.returncode == 0 and "chunks" in later.stderr and "prepare" not in later.stderr
