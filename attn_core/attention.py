@@ -33,7 +33,7 @@ class StopForward(Exception):
 def to_numpy(x: Any) -> np.ndarray:
     """A torch tensor (any device or dtype) or array as a float32 numpy array on the CPU."""
     xp = array_namespace(x)
-    return np.asarray(to_device(xp.astype(x, xp.float32), "cpu"))
+    return np.asarray(to_device(xp.astype(x, xp.float32, copy=False), "cpu"))
 
 
 def rollout(layers: list[Any], residual: float = 0.5) -> Any:
@@ -103,7 +103,7 @@ class Capture:
         return not self.needs_outputs and layer_idx == max(self.layers)
 
     def _as(self, x: Any, dtype: Any) -> Any:
-        return self.xp.astype(x, dtype)
+        return self.xp.astype(x, dtype, copy=False)  # no copy when it already has that dtype
 
     # --- per layer -------------------------------------------------------------------------
     def consume(self, layer_idx: int, probs: Any, value: Any) -> None:
