@@ -333,8 +333,11 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
+UNSHADED_SECTIONS = frozenset({Section.META, Section.HEADING})  # their words are never shaded (patents)
+
+
 def _in_sections(w_spans: Sequence[tuple[int, int]], bounds: Sequence[tuple[int, int]],
-                 sections: Sequence[Section], wanted: set[Section]) -> list[bool]:
+                 sections: Sequence[Section], wanted: frozenset[Section]) -> list[bool]:
     """For each word, whether it starts inside a passage of one of the `wanted` sections."""
     starts = [b[0] for b in bounds]
     out = []
@@ -363,8 +366,8 @@ def postprocess(document: Document, model: LoadedModel, settings: Settings, prep
     sections = classify_passages(text, bounds) if is_patent(text) else None
     w_spans = word_spans(text, language)
     unshaded = [is_unshaded_word(text[s:e], language) for s, e in w_spans]
-    if sections is not None:  # bibliographic lines and record headers are not content: never the brightest words
-        unshaded = [u or m for u, m in zip(unshaded, _in_sections(w_spans, bounds, sections, {Section.META}))]
+    if sections is not None:  # bibliographic lines, record headers and bare headings are not content
+        unshaded = [u or m for u, m in zip(unshaded, _in_sections(w_spans, bounds, sections, UNSHADED_SECTIONS))]
     words = word_scores(text, w_spans, tok.spans, token_scores, unshaded)
     if sections is not None:  # read summary, independent claims and main embodiment first (sections.py)
         passages = rank_passages(spans, words, sections, READ_FIRST_WEIGHT, duplicate_passages(text, bounds),

@@ -155,11 +155,11 @@ def test_html_in_text_is_only_text(en_bert):
     assert "&lt;b&gt;x&lt;/b&gt;.txt" in report_html(r)
 
 
-def test_a_patent_record_header_is_never_shaded(minilm):
+def test_a_patent_record_header_and_bare_headings_are_never_shaded(minilm):
     """The llm-jp excerpts (like many exported records) start with a header: "Japanese Patent Raw Record", a
     ruler, "Source year : 2020"… sections.py calls those lines META. They are not content: they must not be the
     brightest words of the page (before, "Japanese Patent Raw Record" held percentile 1.0), while the abstract
-    and claim right after them keep their shading."""
+    and claim right after them keep their shading. A bare heading (【特許請求の範囲】) is not content either."""
     from pathlib import Path
 
     from attn_core import ingest_path
@@ -178,3 +178,6 @@ def test_a_patent_record_header_is_never_shaded(minilm):
     assert all(w.score == 0 for w in header)
     body = [w for w in result.words if w.start >= meta_end]
     assert max(w.score for w in body) == 1.0 and sum(w.score > 0.5 for w in body) > 20
+    heading = spans[sections.index(Section.HEADING)]  # 【特許請求の範囲】 on its own line
+    assert doc.text[heading.start:heading.end].strip() == "【特許請求の範囲】"
+    assert all(w.score == 0 for w in result.words if heading.start <= w.start < heading.end)
