@@ -6,7 +6,8 @@ metadata (a PNG text chunk, an SVG <metadata> element) for tools.
 
 Every chart is built from an `analysis.ChunkAttention` (the full [layers, heads, T, T] attention of one
 chunk). Token labels carry their position ("12 · pump") so repeated tokens stay distinct, and every
-label and tooltip is HTML-escaped: a document can contain markup, and labels end up in tooltips and SVG.
+label and tooltip is markup-free (`chart_text`): a document can contain markup, and labels end up in tooltips
+and SVG.
 """
 from __future__ import annotations
 
@@ -43,9 +44,17 @@ PAD = alt.AutoSizeParams(type="pad", contains="padding")
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+def chart_text(token: str) -> str:
+    """A token as chart text: angle brackets become ‹ › so no label can ever form markup, whatever renders it.
+
+    Vega draws labels and tooltips as text, so an HTML-escaped label showed "&lt;s&gt;" to the reader (e5's
+    first token is <s>); without angle brackets there is nothing to escape, and "<b>" still reads as ‹b›."""
+    return token.replace("<", "‹").replace(">", "›")
+
+
 def token_labels(ca: ChunkAttention) -> list[str]:
-    """'position · token', HTML-escaped: duplicates stay distinct and markup in a token stays text."""
-    return [f"{i} · {html.escape(t)}" for i, t in enumerate(ca.tokens)]
+    """'position · token' (chart_text): duplicates stay distinct and markup in a token stays text."""
+    return [f"{i} · {chart_text(t)}" for i, t in enumerate(ca.tokens)]
 
 
 def _window(n: int, window: tuple[int, int] | None) -> tuple[int, int]:
@@ -159,11 +168,12 @@ def token_scores_data(ca: ChunkAttention, layer: int | str = "last", head: int |
     col = ca.reduce("received", layer, head, causal)
     labels = token_labels(ca)
     lo, hi = _window(len(ca.tokens), window)
+    first = "last token row" if causal else f"{chart_text(ca.tokens[0])} row"  # the row the "cls" method reads
     rows = []
     for i in range(lo, hi):
         if ca.special[i]:
             continue
-        rows.append({"position": i, "token": labels[i], "measure": "[CLS] row", "score": float(cls[i])})
+        rows.append({"position": i, "token": labels[i], "measure": first, "score": float(cls[i])})
         rows.append({"position": i, "token": labels[i], "measure": "column mean", "score": float(col[i])})
     return pd.DataFrame(rows, columns=["position", "token", "measure", "score"])
 
@@ -184,7 +194,8 @@ def token_scores_chart(ca: ChunkAttention, layer: int | str = "last", head: int 
         xOffset=alt.XOffset("measure:N"),
         y=alt.Y("score:Q", title="share of the chunk's attention"),
         color=alt.Color("measure:N", title=None, legend=alt.Legend(orient="top")),
-        tooltip=["token:N", "measure:N", alt.Tooltip("score:Q", format=".4f")],
+        tooltip=[alt.Tooltip("token:N", title="token"), alt.Tooltip("measure:N", title="measure"),
+                 alt.Tooltip("score:Q", title="score", format=".4f")],
     ).properties(width=width, height=260, autosize=PAD)
 
 

@@ -96,7 +96,8 @@ with model_tab:
     st.altair_chart(chart, width="content")
     downloads(chart, f"{stem}-model-view", "explorer.dl.model", replace(chart_audit, layer="all", head="all"))
 with scores_tab:
-    st.caption(f"Per token: what the first token ([CLS]) attends to, next to the mean attention it receives from all "
+    first = "the last token" if causal else f"the first token ({charts.chart_text(ca.tokens[0])})"
+    st.caption(f"Per token: what {first} attends to, next to the mean attention it receives from all "
                f"queries (layer {layer}, head {head}). Special tokens are excluded and each series sums to 1.")
     chart = charts.token_scores_chart(ca, layer, head, causal=causal, window=window)
     st.altair_chart(chart, width="content")
@@ -104,7 +105,9 @@ with scores_tab:
               replace(chart_audit, method="cls and received", layer=str(layer), head=str(head)))
 with table_tab:
     st.caption(f"Tokens ranked by the **{method}** reduction (layer {layer}, head {head}); `weight` is the "
-               f"token's share of the chunk, `relative` its weight over the strongest token's.")
+               f"token's share of the chunk, `relative` its weight over the strongest token's. This is the "
+               f"chunk's raw attention: Screen leaves stop words, particles, reference numerals and a patent's "
+               f"bibliographic lines and bare headings unshaded.")
     table = charts.token_table(ca, method, layer, head, causal=causal)
     st.dataframe(charts.styled_token_table(table), hide_index=True, width="stretch", height=420)
     audit = export.Audit.now(model.info, ac.Settings(method=method, layer=layer, head=head),
