@@ -6,7 +6,9 @@ import html
 import streamlit as st
 
 import attn_core as ac
+from attn_core.cache import models_dir
 from attn_core.models import MULTILINGUAL_MODEL_ID, Availability, availability, licence_text, pick_device
+from attn_core.multilingual import multilingual_folder
 from attn_core.results import Runtime
 from pages import _common as ui
 
@@ -36,27 +38,29 @@ def clear_cache() -> None:
 
 st.title("Models & cache")
 
-# ---- current model ------------------------------------------------------------------------------------
-st.subheader("Current model")
-reader = ui.current_reader()
-model = reader.model if reader is not None else None
+# ---- models in use ------------------------------------------------------------------------------------
+st.subheader("Models in use")
+# the sidebar's model first, then any other this session has read with ("Automatic" reads Japanese with e5)
+readers = [r for r in dict.fromkeys([ui.current_reader(), *ui.state().readers.values()]) if r is not None]
 device = pick_device()
-if model is None:
+if not readers:
     st.error("No model is loaded: the sidebar shows why. Pick another one there.")
-else:
-    st.markdown(ui.model_status(model))
-    if model.info.fallback_reason:
-        st.warning(f"Fallback in use: {ui.escape_markdown(model.info.fallback_reason)}")
-    st.caption(f"Weights: `{model.path}` · {model.num_layers} layers × {model.num_heads} heads · "
-               f"identity `{model.info.identity[:24]}…`")
-    if model.passage_prefix or model.query_prefix:
-        st.caption(f"Read as the model was trained: documents as `{model.passage_prefix}…`, queries as "
-                   f"`{model.query_prefix}…` (the prefix is never shaded).")
-    if model.attribution:
-        st.info(f"**Attribution and licence.** {ui.escape_markdown(model.attribution)}", icon=":material/license:")
-    if (licence := licence_text(model)) is not None:
-        with st.expander("Licence text of these weights"):
-            st.code(licence, language=None)
+for reader in readers:
+    model = reader.model
+    with st.container(border=len(readers) > 1):
+        st.markdown(ui.model_status(model))
+        if model.info.fallback_reason:
+            st.warning(f"Fallback in use: {ui.escape_markdown(model.info.fallback_reason)}")
+        st.caption(f"Weights: `{model.path}` · {model.num_layers} layers × {model.num_heads} heads · "
+                   f"identity `{model.info.identity}`")
+        if model.passage_prefix or model.query_prefix:
+            st.caption(f"Read as the model was trained: documents as `{model.passage_prefix}…`, queries as "
+                       f"`{model.query_prefix}…` (the prefix is never shaded).")
+        if model.attribution:
+            st.info(f"**Attribution and licence.** {ui.escape_markdown(model.attribution)}", icon=":material/license:")
+        if (licence := licence_text(model)) is not None:
+            with st.expander("Licence text of these weights"):
+                st.code(licence, language=None)
 st.markdown(f"**Device:** {'CUDA GPU' if device.startswith('cuda') else 'CPU'} (`{device}`)"
             + ("" if device.startswith("cuda") else " — a GPU makes long documents several times faster."))
 
@@ -89,7 +93,7 @@ st.selectbox("Runtime of the analysis", list(RUNTIMES), key="models.runtime", on
 st.subheader("Recommended models")
 st.markdown("The dashboard never needs the network: two models come with Python packages — the English default "
             "and, for Japanese (and about 100 other languages), multilingual-e5-small, converted once on first use "
-            f"into `{ac.data_dir() / 'models'}`. For the others, "
+            f"into `{multilingual_folder(models_dir()).parent}`. For the others, "
             "download them once on a machine with network access, copy the folder next to the app, then in the "
             "sidebar pick **Other (hub id or local folder)…** and type the folder (e.g. `models/bert-base-japanese-v3`). "
             "A model already in the Hugging Face cache (`hf download <id>` without `--local-dir`) also loads offline "
@@ -114,7 +118,9 @@ for m in ac.RECOMMENDED_MODELS:
 st.subheader("Results and cache")
 store = ac.default_store()
 lib = ui.library()
-st.markdown(f"Everything is stored under `{ac.data_dir()}` (set `CHUMOKU_DATA_DIR` to move it).")
+st.markdown(f"Results, documents and marks are stored under `{ac.data_dir()}` (set `CHUMOKU_DATA_DIR` to move "
+            f"them); converted models, ONNX exports and tokenizer checks under `{models_dir()}` "
+            f"(`CHUMOKU_MODELS_DIR`).")
 c1, c2, c3 = st.columns(3)
 c1.metric("Result cache", human(store.size_bytes()), help=f"{store.path}: per-chunk attention scores, keyed by "
                                                           f"model, settings and chunk text; bounded, oldest dropped")
