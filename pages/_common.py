@@ -591,8 +591,12 @@ def faithfulness_badge(result: ac.AnalysisResult, reader: ac.Reader) -> None:
         return
     explanation = escape_markdown(f.explanation)
     if (f.ratio_baseline or 0) < 1.0 or f.ratio_random < 2.0:
+        next_step = ("Go by the passage ranking (it ranks passages by relevance to the claim, not by this "
+                     "shading) and read the passages themselves." if result.query is not None else
+                     "Go by the read-first list and the text; another model or reduction (sidebar) may shade "
+                     "more faithfully.")
         st.warning(f"The shading is weak evidence here: deleting the shaded words moves the model "
-                   f"{f.badge}. {explanation}", icon=":material/warning:")
+                   f"{f.badge}. {explanation} {next_step}", icon=":material/warning:")
         return
     st.markdown(f":green-badge[faithfulness {f.badge}] "
                 f"<small>{explanation}</small>", unsafe_allow_html=True)

@@ -155,7 +155,8 @@ elif (result := ui.cached_result(doc, reader)) is None:
         with progress_area.status(f"Analysing {md(doc.name)}…", expanded=True) as status:
             result = analyse(doc, status)
             if result is not None:
-                status.update(label=f"Analysed {md(doc.name)}: {len(result.chunks)} chunks in {result.seconds:.1f} s "
+                n = len(result.chunks)
+                status.update(label=f"Analysed {md(doc.name)}: {n} chunk{'s' * (n != 1)} in {result.seconds:.1f} s "
                                     f"({result.cached_chunks} from the cache)", state="complete", expanded=False)
             else:
                 status.update(label=f"{md(doc.name)} could not be analysed", state="error")
@@ -173,7 +174,8 @@ if result is not None and query is not None:
 # ---- the selected document ------------------------------------------------------------------------------
 if result is not None:
     st.subheader(md(doc.name), anchor=False)
-    st.caption(f"{doc.language} · {doc.chars:,} characters · {md(doc.source_format)} · {len(result.chunks)} chunks · "
+    st.caption(f"{doc.language} · {doc.chars:,} characters · {md(doc.source_format)} · {len(result.chunks)} "
+               f"chunk{'s' * (len(result.chunks) != 1)} · "
                f"{len(result.passages)} passages · [UNK] rate {result.unk_rate:.1%} · model {md(result.model.id)} · "
                f"method {md(result.settings.method)}")
     for note in doc.notes:
