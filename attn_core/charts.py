@@ -256,9 +256,15 @@ def register_cjk_fonts(dirs: Sequence[Path] = CJK_FONT_DIRS) -> bool:
 
 
 def audit_caption(audit: Audit, width: int = 100) -> list[str]:
-    """The audit trail as short caption lines (every field that applies, labelled)."""
-    text = " · ".join(f"{label}: {value}" for label, value in audit.rows() if value)
-    return textwrap.wrap(text, width) or [""]
+    """The audit trail as short caption lines (every field that applies, labelled), broken between fields so a
+    label never parts from its value; a field longer than a line is wrapped on its own."""
+    lines: list[str] = []
+    for field in (f"{label}: {value}" for label, value in audit.rows() if value):
+        if lines and len(lines[-1]) + 3 + len(field) <= width:
+            lines[-1] += " · " + field
+        else:
+            lines.extend(textwrap.wrap(field, width) or [field])
+    return lines or [""]
 
 
 def chart_spec(chart: alt.TopLevelMixin, audit: Audit | None = None) -> dict:

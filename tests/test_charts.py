@@ -238,3 +238,15 @@ def test_exported_charts_carry_the_audit_trail(en_ca, which):
     assert json.loads(texts[0].split(b"\0", 5)[5].decode("utf-8")) == audit.to_json()
     plain = _png_pixels(charts.chart_png(chart, scale=1))
     assert _png_pixels(png).shape[0] > plain.shape[0]  # the caption takes rows of its own
+
+
+def test_the_audit_caption_never_parts_a_label_from_its_value():
+    from attn_core.export import Audit
+
+    audit = Audit(model="all-MiniLM-L6-v2 (offline)", model_identity="all-MiniLM-L6-v2 (offline)@359a34afa36aa899",
+                  method="raw attention", layer="5", head="mean", chumoku_version="0.3.0",
+                  exported_utc="2026-12-01T19:00:00Z", exported_by="reviewer")
+    lines = charts.audit_caption(audit, width=70)
+    assert all(len(line) <= 70 for line in lines) and len(lines) > 2
+    fields = [f for line in lines for f in line.split(" · ")]
+    assert fields == [f"{label}: {value}" for label, value in audit.rows() if value]
