@@ -12,8 +12,9 @@ from attn_core.models import AUTO_MODEL_ID
 from attn_core.samples import SAMPLES, sample_documents
 from pages import _common as ui
 
-# A Material icon, not a character: "注" or an emoji is a blank box in the tab on machines without the font.
-st.set_page_config(page_title="Chumoku · where to read first", page_icon=":material/visibility:", layout="wide")
+# A drawn image, served by this server: a ":material/…:" icon is fetched from fonts.gstatic.com, which an
+# offline machine cannot reach, and "注" or an emoji is a blank box in the tab on machines without the font.
+st.set_page_config(page_title="Chumoku · where to read first", page_icon=ui.favicon(), layout="wide")
 ui.init_state()
 
 MODEL_CHOICES = [AUTO_MODEL_ID] + [m.id for m in ac.RECOMMENDED_MODELS]

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
+import numpy as np
 import streamlit as st
 
 import attn_core as ac
@@ -111,6 +112,21 @@ def apply_params(params: dict[str, str]) -> None:
         if name == "model_id" and value not in offered_models():
             continue
         setattr(s, name, value)
+
+
+def favicon() -> bytes:
+    """The tab icon, a 32×32 PNG: lines of text on a page, one of them shaded orange (where to read first)."""
+    import io
+
+    from PIL import Image  # Pillow comes with matplotlib (requirements.txt)
+
+    img = np.full((32, 32, 3), 255, dtype=np.uint8)
+    for top, width, rgb in ((6, 24, (173, 181, 189)), (13, 20, (253, 126, 20)), (20, 24, (173, 181, 189)),
+                            (26, 14, (173, 181, 189))):
+        img[top:top + 4, 4:4 + width] = rgb
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def init_state() -> None:

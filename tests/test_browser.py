@@ -128,6 +128,10 @@ def test_screen_in_a_real_browser(browser_env):
     expect.set_options(timeout=TIMEOUT_MS)
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    # An offline machine reaches nothing: the page must not depend on any other host (the favicon once did).
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url)
+            if r.url.split(":", 1)[0] in ("http", "https", "ws", "wss") and not r.url.startswith(url) else None)
 
     # A share-style deep link is the fresh server's very first request: the app must still come up whole.
     page.goto(url + "/screen")
@@ -243,3 +247,4 @@ def test_screen_in_a_real_browser(browser_env):
     page.screenshot(path=str(SHOTS / "screen_from_claim_chart.png"))
     assert not page.locator('[data-testid="stException"]').count()
     assert dialogs == []
+    assert outside == []
