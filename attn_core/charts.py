@@ -220,10 +220,12 @@ def token_table(ca: ChunkAttention, method: str = "received", layer: int | str =
 
 
 def styled_token_table(df: pd.DataFrame) -> "pd.io.formats.style.Styler":
-    """The token table shaded by weight (Styler.background_gradient); token text HTML-escaped."""
+    """The token table shaded by weight (Styler.background_gradient). Streamlit's grid draws the formatted text
+    as text, so an HTML-escaped token showed "&amp;" and "&lt;b&gt;"; tokens go through `chart_text` instead
+    (no angle brackets, nothing to escape)."""
     return (df.style.background_gradient(cmap="Oranges", subset=["weight", "relative"], vmin=0.0)
             .format({"weight": "{:.4f}", "relative": "{:.2f}"})
-            .format(subset=["token"], escape="html")
+            .format(chart_text, subset=["token"])
             .hide(axis="index"))
 
 
