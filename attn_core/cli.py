@@ -144,7 +144,7 @@ class Readers:
     def __init__(self, model: str | None = None, method: str = "received", layer: str = "last",
                  head: str = "mean", runtime: str | None = None) -> None:
         self.requested = model
-        self.runtime = Runtime.parse(runtime) if runtime else Runtime.default()
+        self.runtime = Runtime.chosen(runtime)
         self.settings = Settings(method=method, layer=layer, head=head)
         self._readers: dict[str, "Reader"] = {}
         self._hinted: set[str] = set()
@@ -356,7 +356,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     out_dir = prepare_out_dir(args.out)
     assert out_dir is not None
     request = BatchRequest(args.model, args.method, args.layer, args.head, args.language, args.format,
-                           str(Runtime.parse(args.runtime) if args.runtime else Runtime.default()))
+                           str(Runtime.chosen(args.runtime)))
     if args.engine == "ray" and importlib.util.find_spec("ray") is None:  # found, not imported: a rerun with
         raise UsageError("--engine ray needs Ray Data: pip install 'ray[data]'")  # nothing to do stays fast
     return run_batch(args.paths, out_dir, request, engine=args.engine, address=args.address, workers=args.workers,

@@ -59,6 +59,12 @@ class Runtime(enum.StrEnum):
         """$CHUMOKU_RUNTIME (a server's choice for every session), else auto."""
         return cls.parse(os.environ.get("CHUMOKU_RUNTIME", "").strip() or cls.AUTO)
 
+    @classmethod
+    def chosen(cls, value: "str | Runtime | None") -> "Runtime":
+        """The runtime asked for (--runtime, a session's pick), else the server's default: None or "" asks
+        for none."""
+        return cls.parse(value) if value else cls.default()
+
 
 class ModelKind(enum.StrEnum):
     """What a model is, which decides how it is read and how faithfulness is measured."""

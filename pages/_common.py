@@ -188,8 +188,7 @@ def get_reader(model_id: str, runtime: str = "") -> ac.Reader:
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _shared_reader(model_id: str, runtime: str) -> ac.Reader:
-    return ac.Reader.load(model_id, runtime=Runtime.parse(runtime) if runtime else Runtime.default(),
-                          background=True)
+    return ac.Reader.load(model_id, runtime=Runtime.chosen(runtime), background=True)
 
 
 def server_runtime() -> Runtime:
