@@ -255,8 +255,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             continue
         if not args.quiet:
             readers.hint_prepare(reader)
-        if result.unk_rate > 0.05 and not args.quiet:
-            print(f"warning: {doc.name}: {result.unk_rate:.0%} of tokens are [UNK] for this model", file=sys.stderr)
+        _warn_unknown_tokens(doc.name, result.unk_rate, args.quiet)
         if args.faithfulness:
             result = reader.with_faithfulness(result)
         _write(_render(result, args.format), out_dir, target())
@@ -266,6 +265,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             keep(result, key)
     _cache_notice()
     return status
+
+
+def _warn_unknown_tokens(name: str, unk_rate: float, quiet: bool) -> None:
+    """The line a reading prints when the model does not know many of the document's tokens."""
+    if unk_rate > 0.05 and not quiet:
+        print(f"warning: {name}: {unk_rate:.0%} of tokens are [UNK] for this model", file=sys.stderr)
 
 
 def _answer_key(doc, args: argparse.Namespace, readers: Readers) -> str | None:
@@ -286,8 +291,7 @@ def _answer_again(doc, key: str, args: argparse.Namespace, out_dir: Path | None,
     data = recall(doc, key)
     if data is None:
         return False
-    if data["unk_rate"] > 0.05 and not args.quiet:
-        print(f"warning: {doc.name}: {data['unk_rate']:.0%} of tokens are [UNK] for this model", file=sys.stderr)
+    _warn_unknown_tokens(doc.name, data["unk_rate"], args.quiet)
     if not args.quiet:
         print(f"{doc.name}: unchanged since its last reading (answered from the result store)", file=sys.stderr)
     _write(json.dumps(data, ensure_ascii=False), out_dir, target())
