@@ -6,6 +6,7 @@ hold what must survive a page switch: the session's documents, the open document
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import math
 from dataclasses import dataclass, field, replace
@@ -21,6 +22,7 @@ from attn_core.library import SINGLE_USER, Library, default_library, normalise_i
 from attn_core.models import AUTO_MODEL_ID, Availability, availability, resolve_model_id
 from attn_core.render import escape_markdown
 from attn_core.results import Runtime
+from attn_core.runtime import runtime_label
 from attn_core.sharing import default_share_links
 
 ROUTE_PARAM = "page"  # set while a link that reached a page before the entry script is routed through it
@@ -114,8 +116,10 @@ def apply_params(params: dict[str, str]) -> None:
         setattr(s, name, value)
 
 
+@functools.cache
 def favicon() -> bytes:
-    """The tab icon, a 32×32 PNG: lines of text on a page, one of them shaded orange (where to read first)."""
+    """The tab icon, a 32×32 PNG: lines of text on a page, one of them shaded orange (where to read first).
+    Drawn once per process, not on every rerun."""
     import io
 
     from PIL import Image  # Pillow comes with matplotlib (requirements.txt)
@@ -463,8 +467,6 @@ def cached_result(doc: ac.Document, reader: ac.Reader) -> ac.AnalysisResult | No
 
 
 def model_status(model: ac.LoadedModel) -> str:
-    from attn_core.runtime import runtime_label  # torch: imported once a model is loaded, not by the sidebar
-
     info = model.info
     where = "offline (bundled weights)" if availability(info.id) == Availability.OFFLINE else "local/hub"
     return (f"**{escape_markdown(info.id)}** · {info.kind} · {info.device} · {where} · "
