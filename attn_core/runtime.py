@@ -25,9 +25,10 @@ function (measured over the whole corpus: deletion ratios identical to torch's o
 keeps the torch identity and cache entries stay valid across the switch; it is ≈ 1.4x faster on these CPUs,
 and a process answered from the export imports neither torch nor transformers (≈ 2 s of a CLI run): the
 capture folds numpy arrays (attention.py), batches are padded as numpy (batching.py), and config and tokenizer
-come from the folder's files once checked against transformers' (model_files.py). The export is built by `python -m attn_core prepare`, or by the dashboard in a child process at
-the lowest CPU priority after its first model load; a CLI run never waits for one. int8 is not the default: over
-the corpus its deletion ratio moved by more than the 5% allowed (README, "Runtimes").
+come from the folder's files once checked against transformers' (model_files.py). The export is built by
+`python -m attn_core prepare`, or by the dashboard in a child process at the lowest CPU priority after its
+first model load; a CLI run never waits for one. int8 is not the default: over the corpus its deletion ratio
+moved by more than the 5% allowed (README, "Runtimes").
 """
 from __future__ import annotations
 
@@ -88,9 +89,10 @@ def session_threads() -> int:
 class OnnxRunner:
     """Exported graphs of one model and their ONNX Runtime sessions, created on first use, shared by threads.
 
-    `verified_only` (the "auto" runtime): serve only from an export that passed `verify`; `ready` says whether
-    one is on disk, and until then the caller runs torch. `background`: a missing export is then built in a
-    low-priority child process (the dashboard), never in the caller's."""
+    `verified_only` (the "auto" runtime): serve only from an export checked against torch
+    (onnx_export.max_difference); `ready` says whether one is on disk, and until then the caller runs torch.
+    `background`: a missing export is then built in a low-priority child process (the dashboard), never in the
+    caller's."""
 
     def __init__(self, base: LoadedModel, int8: bool, *, verified_only: bool = False, background: bool = False) -> None:
         self.base = base
