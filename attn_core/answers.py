@@ -2,8 +2,8 @@
 importing torch or transformers.
 
 Why: with every chunk of a document in the result store, a CLI re-analysis still spent about 2 of its 2.5
-seconds importing torch and transformers (the model never runs, but tokenising needs transformers, which
-imports torch); the answer itself is a JSON document. Here an answer is kept under everything that decides
+seconds importing torch and transformers and loading the tokenizer (the model never runs); the answer itself is
+a JSON document. Here an answer is kept under everything that decides
 it, all of it knowable without loading anything:
 
 * the document's text (its SHA-256 and language) and the settings asked for (method, layer, head);
