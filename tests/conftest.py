@@ -38,6 +38,16 @@ def _data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("CHUMOKU_DATA_DIR", str(tmp_path / "chumoku-data"))
 
 
+@pytest.fixture(autouse=True)
+def _main_module():
+    """AppTest runs the dashboard as `__main__` and leaves it in sys.modules; a later test that spawns
+    processes would then make every child re-run dashboard.py in bare mode before its target (CI saw a
+    child fail that way). Each test starts and ends with the interpreter's own main module."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
+
+
 @pytest.fixture(scope="session")
 def corpus() -> Path:
     if not CORPUS.is_dir():
