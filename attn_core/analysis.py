@@ -33,7 +33,7 @@ from .pooling import (
     sums_key,
 )
 from .progress import Cancel, Progress, report
-from .relevance import own_claim_relevance
+from .relevance import own_claim_relevance, topic_relevance
 from .results import AnalysisResult, ChunkInfo, Method, ModelKind, Settings, TokenScore
 from .scoring import rank_passages, stitch, word_scores
 from .sections import READ_FIRST_WEIGHT, Section, classify_passages, duplicate_passages, is_patent
@@ -349,11 +349,12 @@ def _in_sections(w_spans: Sequence[tuple[int, int]], bounds: Sequence[tuple[int,
 
 def postprocess(document: Document, model: LoadedModel, settings: Settings, prepared: Prepared,
                 outputs: Sequence[ChunkOutput], cached: int = 0, seconds: float = 0.0, *,
-                own_claim: bool = True) -> AnalysisResult:
-    """Words, passages (patents: in reading order, sections.py) and chunk labels from the chunk outputs.
+                aboutness: bool = True) -> AnalysisResult:
+    """Words, passages (ranked to read first, sections.py) and chunk labels from the chunk outputs.
 
-    `own_claim=False` skips the BM25 pass against the patent's own first claim: a claim reading ranks its
-    passages by relevance to the reviewer's claim instead (Reader), so that index would be built for nothing."""
+    `aboutness=False` skips the BM25 pass against what the document says it is about (a patent's own first
+    claim, else its most salient terms): a claim reading ranks its passages by relevance to the reviewer's
+    claim instead (Reader), so that index would be built for nothing."""
     tok = prepared.tokenized
     token_scores, owner = stitch(len(tok.ids), prepared.chunks, [o.scores for o in outputs])
     tokens = [TokenScore(t, s, e, v, o, u)
@@ -363,17 +364,21 @@ def postprocess(document: Document, model: LoadedModel, settings: Settings, prep
                                                                                       document.paragraphs)
     spans = [(p.start, p.end, p.label, p.page) for p in p_spans]
     bounds = [(p.start, p.end) for p in p_spans]
-    sections = classify_passages(text, bounds) if is_patent(text) else None
+    patent = is_patent(text)
+    sections = classify_passages(text, bounds)
     w_spans = word_spans(text, language)
     unshaded = [is_unshaded_word(text[s:e], language) for s, e in w_spans]
-    if sections is not None:  # bibliographic lines, record headers and bare headings are not content
+    if patent:  # a patent's bibliographic lines, record headers and bare headings are not content
         unshaded = [u or m for u, m in zip(unshaded, _in_sections(w_spans, bounds, sections, UNSHADED_SECTIONS))]
     words = word_scores(text, w_spans, tok.spans, token_scores, unshaded)
-    if sections is not None:  # read summary, independent claims and main embodiment first (sections.py)
-        passages = rank_passages(spans, words, sections, READ_FIRST_WEIGHT, duplicate_passages(text, bounds),
-                                 own_claim_relevance(document, bounds) if own_claim else None)
-    else:
-        passages = rank_passages(spans, words)
+    # read first: a patent's summary, independent claims and main embodiment; any document's running text
+    # before its title, headings and fragments (sections.py)
+    evidence = None
+    if aboutness:  # what the document is about: a patent's first claim, else its own most salient terms
+        evidence = own_claim_relevance(document, bounds) if patent else None
+        if evidence is None:
+            evidence = topic_relevance(document, bounds, sections)
+    passages = rank_passages(spans, words, sections, READ_FIRST_WEIGHT, duplicate_passages(text, bounds), evidence)
     id2label = getattr(model.config, "id2label", None) or {}
     chunk_infos, label, probability = [], None, None
     doc_probs = None

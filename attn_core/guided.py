@@ -273,7 +273,7 @@ def guided_analyze(document: Document, model: LoadedModel, query: Query | str, *
             s = np.max(np.stack([o.scores for o in per_chunk]), axis=0)
             combined.append(ChunkOutput((s / max(float(s.sum()), 1e-12)).astype(np.float32)))
     result = postprocess(document, model, settings, prepared, combined, cached, time.perf_counter() - t0,
-                         own_claim=False)
+                         aboutness=False)
     q = plan.query
     return replace(result, query=QueryRun(
         text=q.text, elements=tuple(q.elements), language=q.language, mode=plan.mode, element=element,

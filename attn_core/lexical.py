@@ -211,7 +211,8 @@ class LexicalIndex:
         # corpus several more times in Python to build the same mapping.
         numbering: defaultdict[str, int] = defaultdict()
         numbering.default_factory = numbering.__len__  # a new term gets the next id, in C
-        ids = [list(map(numbering.__getitem__, lexical_terms(p, language))) for p in passages]
+        self.passage_terms = [lexical_terms(p, language) for p in passages]
+        ids = [list(map(numbering.__getitem__, terms)) for terms in self.passage_terms]
         vocab = dict(numbering)
         self._empty = not vocab  # no passages, or none with a term: bm25s cannot index that
         if not self._empty:
@@ -225,11 +226,16 @@ class LexicalIndex:
 
         Each distinct query term counts once: typing a word twice should not double its weight.
         """
+        return self.term_scores(lexical_terms(query, self.language))
+
+    def term_scores(self, terms: Sequence[str]) -> np.ndarray:
+        """BM25 of every passage for terms already in index form (`passage_terms`' form: stemmed, with
+        readings); each distinct term once. Terms are not re-tokenised, which would stem a stem again."""
         out = np.zeros(self.size, dtype=np.float32)
         if self._empty:
             return out
         vocab = self.bm25.vocab_dict
-        ids = list(dict.fromkeys(vocab[t] for t in lexical_terms(query, self.language) if t in vocab))
+        ids = list(dict.fromkeys(vocab[t] for t in terms if t in vocab))
         if not ids:
             return out
         return np.asarray(self.bm25.get_scores_from_ids(ids), dtype=np.float32)

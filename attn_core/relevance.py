@@ -23,6 +23,9 @@ Scores are scaled to 0..1 (1 = first in both rankings for the whole claim and fo
 from __future__ import annotations
 
 import enum
+import math
+import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -31,8 +34,11 @@ import numpy as np
 from .claims import extract_claims
 from .document import Document
 from .lexical import LexicalIndex
+from .sections import Section
 
 RRF_K = 60
+TOPIC_TERMS = 20  # how many of its most salient terms stand for what a document is about
+_NUMBER_TERM = re.compile(r"^[0-9０-９〇一二三四五六七八九十百千万.,]+$")
 
 
 class RelevanceMethod(enum.StrEnum):
@@ -128,3 +134,29 @@ def own_claim_relevance(document: Document, spans: Sequence[tuple[int, int]]) ->
         return None
     index = LexicalIndex([document.text[s:e] for s, e in spans], document.language)
     return index.scores(claims[0].text)
+
+
+def topic_relevance(document: Document, spans: Sequence[tuple[int, int]],
+                    sections: Sequence[Section]) -> np.ndarray | None:
+    """BM25 of each passage against the document's own topic, or None when its running text has no terms.
+
+    A document without claims still says what it is about: the terms its running text keeps returning to.
+    Those are the TOPIC_TERMS terms with the highest tf · log(1 + N/df) over the BODY passages (frequent in
+    the document, not in every passage; numbers and one-character terms left out); the passages that use
+    most of them are the ones that state the document's substance (a licence's grants and conditions, a
+    guideline's test, a statute's core rights), where attention alone favours short dense fragments. It
+    is the same evidence a patent gets from its own first claim (`own_claim_relevance`), measured in
+    benchmarks/bench_readfirst.py task D."""
+    index = LexicalIndex([document.text[s:e] for s, e in spans], document.language)
+    body = [i for i, section in enumerate(sections) if section is Section.BODY]
+    tf: Counter[str] = Counter()
+    df: Counter[str] = Counter()
+    for i in body:
+        terms = [t for t in index.passage_terms[i] if len(t) >= 2 and not _NUMBER_TERM.match(t)]
+        tf.update(terms)
+        df.update(set(terms))
+    if not tf:
+        return None
+    salience = {t: tf[t] * math.log(1 + len(body) / df[t]) for t in tf}
+    topic = sorted(salience, key=lambda t: (-salience[t], t))[:TOPIC_TERMS]
+    return index.term_scores(topic)

@@ -155,7 +155,8 @@ def minimap_html(result: AnalysisResult, bins: int = 120) -> str:
 SECTION_NAMES = {"independent_claim": "independent claim", "dependent_claim": "dependent claim",
                  "summary": "summary", "abstract": "abstract", "title": "title", "meta": "bibliographic data",
                  "drawings": "drawing list", "legal": "legal boilerplate", "background": "background",
-                 "field": "technical field", "cross_reference": "cross-reference", "heading": "heading"}
+                 "field": "technical field", "cross_reference": "cross-reference", "heading": "heading",
+                 "supplementary": "supplementary provisions"}
 
 
 def passage_preview(result: AnalysisResult, p: Passage, chars: int = 160) -> str:

@@ -124,7 +124,7 @@ class Passage:
     rank: int  # 1 = read first
     label: str | None = None  # "[0001]" when the text numbers its paragraphs
     page: int | None = None
-    section: str | None = None  # patents: sections.Section (summary, independent claim, drawings…)
+    section: str | None = None  # sections.Section: a patent's part (summary, claim…), else body/heading/title…
     element: int | None = None  # query mode: the claim element this passage answers best (0-based)
 
 

@@ -99,11 +99,13 @@ def rank_passages(spans: Sequence[tuple[int, int, str | None, int | None]], word
                   duplicates: Collection[int] = (), evidence: np.ndarray | None = None) -> list[Passage]:
     """Score passages (start, end, label, page) from their words and rank them (1 = read first).
 
-    Patents (`sections` and `weights` given): the attention ranking is fused by reciprocal rank with
-    `evidence` (each passage's BM25 against the patent's own first claim, relevance.own_claim_relevance)
-    when there is some, then weighted by the passage's section (sections.py says why: a reviewer reads
-    the independent claims, summary and main embodiment first, never the drawing list); a passage repeating
-    an earlier one scores 0, so it sinks to the end. Scores stay in 0..1."""
+    With `sections` and `weights`: the attention ranking is fused by reciprocal rank with `evidence` of
+    what the document is about when there is some (each passage's BM25 against a patent's own first claim,
+    relevance.own_claim_relevance, or against any other document's most salient terms, relevance.
+    topic_relevance), then weighted by the passage's section (sections.py says why: a reviewer reads the
+    independent claims, summary and main embodiment first, never the drawing list, and running text
+    before titles and headings); a passage repeating an earlier one scores 0, so it sinks to the end.
+    Scores stay in 0..1."""
     from .relevance import RRF_K, rrf_ranks
 
     starts = np.array([w.start for w in words], dtype=np.int64)
@@ -113,7 +115,8 @@ def rank_passages(spans: Sequence[tuple[int, int, str | None, int | None]], word
                           for s, e, _, _ in spans], dtype=np.float64)
     scores = attention
     if sections is not None and weights is not None:
-        top = max(weights.values()) or 1.0
+        # 1 = the best a passage of this document could score: a licence has no summary to compare it with
+        top = max((weights.get(sec, 1.0) for sec in sections), default=1.0) or 1.0
         if evidence is not None and len(evidence) == len(spans) and float(np.max(evidence, initial=0.0)) > 0:
             best = 2.0 / (RRF_K + 1)
             scores = (1.0 / (RRF_K + rrf_ranks(attention)) + 1.0 / (RRF_K + rrf_ranks(evidence, floor_zero=True))) / best

@@ -40,8 +40,9 @@ class Section(enum.StrEnum):
     DRAWINGS = "drawings"  # brief description of drawings, "FIG. N is…", 図面の簡単な説明, 符号の説明
     DETAILED = "detailed"  # detailed description, 発明を実施するための形態, 実施例
     LEGAL = "legal"  # boilerplate: scope disclaimers, incorporation by reference
-    HEADING = "heading"  # a bare heading line
-    BODY = "body"  # text that is not a patent
+    HEADING = "heading"  # a bare heading line (any document), or a block of short unpunctuated lines
+    SUPPLEMENTARY = "supplementary"  # a statute's 附則: enforcement dates and transitional provisions
+    BODY = "body"  # running text outside a patent's sections
 
 
 READ_FIRST_WEIGHT: Mapping[Section, float] = MappingProxyType({
@@ -53,6 +54,7 @@ READ_FIRST_WEIGHT: Mapping[Section, float] = MappingProxyType({
     Section.DEPENDENT_CLAIM: 0.25,
     Section.BACKGROUND: 0.25,
     Section.FIELD: 0.2,
+    Section.SUPPLEMENTARY: 0.2,
     Section.TITLE: 0.1,
     Section.DRAWINGS: 0.1,
     Section.HEADING: 0.05,
@@ -69,9 +71,12 @@ summary states the invention in prose, the detailed description holds the main e
 promoted. The abstract is useful but short and written for search, so it is only mildly demoted.
 Dependent claims, background, field and drawings are read later, once the invention is understood, and
 title, bibliographic lines, headings, cross-references and legal boilerplate say nothing about the
-invention, so they are demoted so strongly that only an overwhelming attention score can lift them. BODY
-(non-patent text) is neutral, so applying the weights to any document changes nothing outside patents.
-The raw attention score is unchanged; only the read-first ordering uses this prior.
+invention, so they are demoted so strongly that only an overwhelming attention score can lift them.
+Outside patents the same bias ranks titles, headings and one-line fragments (a table cell, a list label,
+a statute's "附則（昭和…年法律第…号）" lines) first; those get the TITLE and HEADING weights, a statute's
+supplementary provisions (dated transitional rules a reader turns to last) get SUPPLEMENTARY, and running
+text is BODY, which is neutral. The raw attention score is unchanged; only the read-first ordering uses
+this prior.
 """
 
 
@@ -567,7 +572,7 @@ class _Reader:
 
 
 def classify_passages(text: str, spans: Sequence[tuple[int, int] | PassageSpan]) -> list[Section]:
-    """The section of each passage (same order as spans); all BODY when the text is not a patent.
+    """The section of each passage (same order as spans); `general_sections` when the text is not a patent.
 
     Sections follow the document's headings (upper-case English headings, 【…】 headings in Japanese) and
     the passage's own content: claims are split into independent and dependent by their reference to
@@ -578,7 +583,7 @@ def classify_passages(text: str, spans: Sequence[tuple[int, int] | PassageSpan])
     if not spans:
         return []
     if not is_patent(text):
-        return [Section.BODY] * len(spans)
+        return general_sections(text, spans)
     bounds = [_bounds(sp) for sp in spans]
     order = sorted(range(len(bounds)), key=lambda i: bounds[i])
     reader = _Reader(text)
@@ -607,10 +612,79 @@ def classify_passages(text: str, spans: Sequence[tuple[int, int] | PassageSpan])
     return result
 
 
+# --------------------------------------------------------------------------- general_sections
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]")
+_CLOSERS = "」』）)]］】〕》〉\"'’”"
+_GENERAL_SENTENCE_END = tuple(".。．!?！？")
+_CONTINUES = tuple("、,，;；")  # a line ending here is part of a sentence, never a heading
+_HEADING_CJK_CHARS = 40
+_HEADING_WORDS = 12
+_HEADING_LINES = 4
+_ARTICLE = re.compile(r"^[ \t\u3000]*第[一二三四五六七八九十百千〇0-9０-９]+条", re.M)
+_COPYRIGHT = re.compile(r"^\s*(?:copyright\b|©|\(c\)\s*(?:19|20)[0-9]{2})|\ball rights reserved\b|無断(?:転載|複製)",
+                        re.IGNORECASE)
+_SUPPLEMENTARY = re.compile(r"^[ \t\u3000]*(?:附[ \t\u3000]*則|supplementary provisions)(?![^\n]*[。.])",
+                            re.IGNORECASE | re.M)
+
+
+def _short_unpunctuated(line: str) -> bool:
+    """A line that reads as a heading or a fragment: short, and not a sentence (nor part of one).
+
+    A numbered English heading may end in a full stop ("0. Definitions.", "2.1 Scope.") and still be one."""
+    core = line.rstrip(_CLOSERS + " \u3000")
+    if not core or core.endswith(_CONTINUES):
+        return False
+    if _CJK.search(core):
+        if len(core) > _HEADING_CJK_CHARS:
+            return False
+    elif len(core.split()) > _HEADING_WORDS or len(core) > 100:
+        return False
+    if core.endswith(_GENERAL_SENTENCE_END):
+        numbered = re.match(r"^(?:[0-9]{1,2}(?:\.[0-9]{1,2})*\.?|[IVX]{1,4}\.|§\s*[0-9]+)\s", core)
+        return bool(numbered) and _looks_like_heading(core[numbered.end():].rstrip("."))
+    return True
+
+
+def supplementary_start(text: str) -> int | None:
+    """Where a statute's supplementary provisions (附則) begin: the first 附則 line after its first article
+    (a table of contents lists 附則 before any article); None when the text has no articles or no 附則."""
+    first_article = _ARTICLE.search(text)
+    if first_article is None:
+        return None
+    m = _SUPPLEMENTARY.search(text, first_article.end())
+    return m.start() if m else None
+
+
+def general_sections(text: str, spans: Sequence[tuple[int, int] | PassageSpan]) -> list[Section]:
+    """Sections of a text that is not a patent: TITLE, HEADING, LEGAL, SUPPLEMENTARY or BODY per passage.
+
+    What holds in any document: a passage made only of a few short lines that are not sentences is a
+    heading, a caption, a table cell or a list label (the first one in the document is its title); a
+    copyright notice is LEGAL; a reader wants running text first. A statute (one with 第…条 articles) ends with its 附則, dated
+    enforcement and transitional rules that attention likes for their dense dates and numbers and a reader
+    wants last, so every passage from the first 附則 heading that follows an article is SUPPLEMENTARY.
+    """
+    bounds = [_bounds(sp) for sp in spans]
+    order = sorted(range(len(bounds)), key=lambda i: bounds[i])
+    supplement = supplementary_start(text)
+    result = [Section.BODY] * len(bounds)
+    for i in order:
+        s, e = bounds[i]
+        lines = [ln.strip() for ln in text[s:e].splitlines() if ln.strip()]
+        heading = 0 < len(lines) <= _HEADING_LINES and all(_short_unpunctuated(ln) for ln in lines)
+        if heading:
+            result[i] = Section.TITLE if i == order[0] else Section.HEADING
+        elif _COPYRIGHT.search(text[s:e]):
+            result[i] = Section.LEGAL
+        elif supplement is not None and s >= supplement:
+            result[i] = Section.SUPPLEMENTARY
+    return result
+
+
 # --------------------------------------------------------------------------- duplicate_passages
 
 _WORD = re.compile(r"[^\W_]+")
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]")
 _SHINGLE = 3
 _JACCARD = 0.9
 _MIN_TOKENS = 4  # words; a Japanese passage needs twice as many characters

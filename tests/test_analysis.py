@@ -181,3 +181,47 @@ def test_a_patent_record_header_and_bare_headings_are_never_shaded(minilm):
     heading = spans[sections.index(Section.HEADING)]  # 【特許請求の範囲】 on its own line
     assert doc.text[heading.start:heading.end].strip() == "【特許請求の範囲】"
     assert all(w.score == 0 for w in result.words if heading.start <= w.start < heading.end)
+
+
+GUIDE = """Examination of Inventive Step
+
+1. Overview
+
+An invention lacks an inventive step when a person skilled in the art could easily have arrived at it from the
+prior art. The examiner reasons from the closest prior art to the claimed invention and asks whether that
+reasoning is plausible.
+
+2. The Person Skilled in the Art
+
+The person skilled in the art knows the common general knowledge of the field at the filing date, can use
+ordinary research methods and can choose materials and change designs in ordinary ways.
+
+Figure 1
+
+Cited Invention A
+
+3. Advantageous Effects
+
+An effect that is superior to what the prior art suggests, and that a skilled person could not have predicted,
+supports an inventive step even where the combination of features looks obvious.
+"""
+
+
+def test_read_first_outside_patents_puts_running_text_before_title_and_headings(minilm):
+    """A guideline is not a patent, yet attention still favours its short title and heading lines. The real
+    model's read-first list must start with the paragraphs; headings stay shaded (only a patent's are not)."""
+    from attn_core.scoring import rank_passages
+
+    doc = document_from_text(GUIDE, "guide.txt")
+    result = analyze(doc, minilm, use_store=False)
+    by_rank = sorted(result.passages, key=lambda p: p.rank)
+    body = [p for p in by_rank if p.section == "body"]
+    other = [p for p in by_rank if p.section != "body"]
+    assert len(body) == 3 and {p.section for p in other} == {"title", "heading"}
+    assert max(p.rank for p in body) < min(p.rank for p in other)
+    assert result.read_first(3) == body
+    headings = [w for w in result.words for p in other if p.start <= w.start < p.end]
+    assert any(w.score > 0.5 for w in headings)
+    plain = rank_passages([(p.start, p.end, p.label, p.page) for p in result.passages], result.words)
+    plain_top = min(plain, key=lambda p: p.rank)
+    assert GUIDE[plain_top.start:plain_top.end].count("\n") == 0  # without the prior, a one-line passage leads

@@ -153,8 +153,11 @@ def test_guidance_moves_passages_with_the_query_words_up(minilm, query, key):
     guided = guided_analyze(doc, minilm, query)
     assert len(guided.passages) == 18
 
-    def mean_rank(result):
-        return np.mean([p.rank for p in result.passages if key in text[p.start:p.end]])
+    def ranks(result):
+        return [p.rank for p in result.passages if key in text[p.start:p.end]]
 
-    assert mean_rank(guided) < mean_rank(unguided)
-    assert mean_rank(guided) <= 6.0  # the three matching passages sit in the top third on average
+    # each paragraph is there three times: read first keeps the first copy and sends repeats to the end
+    for result in (guided, unguided):
+        assert min(ranks(result)) <= 6 < min(sorted(ranks(result))[1:])
+    assert min(ranks(guided)) <= min(ranks(unguided))
+    assert min(ranks(guided)) <= 2  # the matching paragraph sits in the top third of the six

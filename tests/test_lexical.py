@@ -141,3 +141,16 @@ def test_empty_passage_list_and_empty_passages():
 def test_unmatched_query_term_does_not_error():
     scores = _scores(["The balloon catheter.", *FILLER], "zeppelin catheter")
     assert scores[0] > 0 and np.all(scores[1:] == 0)
+
+
+def test_term_scores_take_index_terms_as_they_are():
+    """A stemmed term ("licens") queried as a term scores like the word it came from; re-tokenising it would
+    stem it again and could miss. Every passage's terms are kept in index form for such queries."""
+    passages = ["The licensee may copy the work.", "Licenses are granted per copy.", "Nothing here."]
+    index = LexicalIndex(passages, "en")
+    assert index.passage_terms == [lexical_terms(p, "en") for p in passages]
+    stem = lexical_terms("licenses", "en")
+    assert stem and stem != ["licenses"]
+    np.testing.assert_allclose(index.term_scores(stem), index.scores("licenses"))
+    assert index.term_scores(stem)[1] > 0 and index.term_scores(stem)[2] == 0
+    assert not index.term_scores(["absent-term"]).any()

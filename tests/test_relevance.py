@@ -84,3 +84,33 @@ def test_passages_are_embedded_alone_unless_the_server_asks_for_in_window_poolin
     assert not pools_in_context("")  # the measured default (relevance quality, pooling.py)
     monkeypatch.setenv(IN_WINDOW_ENV, "in-window")
     assert pools_in_context("") and not pools_in_context("passage: ")
+
+
+def test_topic_relevance_finds_the_passages_about_what_the_document_keeps_returning_to():
+    """Without claims, a document's own salient terms stand for its topic: the passages using most of them
+    score highest; a heading's words, numbers and one-character terms are not the topic."""
+    from attn_core.relevance import topic_relevance
+    from attn_core.sections import Section
+
+    passages = [
+        "Software Licence Terms",
+        "The licensee may copy, modify and distribute the software, provided the source code is included.",
+        "Each distribution of the software must include the source code and this licence.",
+        "The weather was fine on the day of signing.",
+        "Modified versions of the software must carry a notice and make their source code available.",
+        "Schedule 2024 2024 2024 2024 2024 2024 2024",
+    ]
+    text = "\n\n".join(passages)
+    spans, at = [], 0
+    for p in passages:
+        spans.append((at, at + len(p)))
+        at += len(p) + 2
+    doc = ac.document_from_text(text, "licence.txt")
+    sections = [Section.HEADING] + [Section.BODY] * 5
+    scores = topic_relevance(doc, spans, sections)
+    assert scores is not None and len(scores) == 6
+    about = min(scores[1], scores[2], scores[4])
+    assert scores[3] < about  # the passage off the topic
+    assert scores[5] < about  # "2024" seven times is not what the document is about
+    none = ac.document_from_text("1 2 3", "n.txt")
+    assert topic_relevance(none, [(0, 5)], [Section.BODY]) is None

@@ -217,7 +217,81 @@ def test_statute_novels_and_guidelines_are_not_patents(corpus, rel):
     assert not is_patent(text)
     piece = text[:20000]
     spans = passage_spans(piece, "ja")
-    assert set(classify_passages(piece, spans)) == {Section.BODY}
+    sections = classify_passages(piece, spans)
+    assert set(sections) <= {Section.BODY, Section.TITLE, Section.HEADING, Section.LEGAL, Section.SUPPLEMENTARY}
+    assert Counter(sections)[Section.BODY] > len(sections) / 2  # running text stays running text
+
+
+def test_a_statutes_supplementary_provisions_title_and_headings(corpus):
+    """The Patent Act: its name line is the TITLE, chapter headings are HEADING, articles are BODY, and from
+    the first 附則 after article 1 on (not the table of contents' 附則 line) every passage is
+    SUPPLEMENTARY or a heading."""
+    text = read(corpus, "ja/ja_patent_act_tokkyoho_334AC0000000121.txt")
+    spans = passage_spans(text, "ja")
+    sections = classify_passages(text, spans)
+    pieces = [text[p.start:p.end].strip() for p in spans]
+    assert sections[0] is Section.TITLE and pieces[0].startswith("特許法")
+    article_1 = next(i for i, t in enumerate(pieces) if "第一条\u3000この法律は、発明の保護" in t)
+    assert sections[article_1] is Section.BODY
+    assert sections[pieces.index("第一章\u3000総則")] is Section.HEADING
+    supplement = next(i for i in range(article_1, len(pieces)) if re.match(r"附\s*則", pieces[i]))
+    assert all(s is Section.BODY or s is Section.HEADING for s in sections[article_1:supplement])
+    assert set(sections[supplement:]) <= {Section.SUPPLEMENTARY, Section.HEADING}
+    assert Counter(sections[supplement:])[Section.SUPPLEMENTARY] > 100
+    assert Section.SUPPLEMENTARY not in sections[:supplement]
+
+
+GENERAL_EN = """Guide to Reading Long Documents
+
+1. Introduction
+
+Reviewers read the summary first, because it states what the document is about in a few sentences.
+0. Definitions.
+A "passage" is a paragraph or, where the text has none, a sentence.
+It works.
+Figure 3
+the following items, which are listed below,
+Copyright (C) 2024 Example Corp. All rights reserved.
+"""
+
+GENERAL_JA = """審査基準の読み方
+
+第 2 節 進歩性
+
+進歩性の判断は、当業者が容易に発明をすることができたか否かを論理付けによって判断する。
+附則
+この基準は、公表の日から適用する。
+"""
+
+
+def test_general_documents_sections_line_by_line():
+    """Outside patents: short unpunctuated lines (and numbered headings ending in a full stop) are headings,
+    the first is the title, a copyright notice is LEGAL, sentences stay BODY however short, and a line that
+    ends mid-sentence is not a heading. 附則 only means a statute's supplementary provisions after an article."""
+    def sections_of(text: str) -> dict[str, Section]:
+        lines = [ln for ln in text.split("\n") if ln.strip()]
+        spans, at = [], 0
+        for ln in lines:
+            at = text.index(ln, at)
+            spans.append((at, at + len(ln)))
+            at += len(ln)
+        return dict(zip(lines, classify_passages(text, spans)))
+
+    en = sections_of(GENERAL_EN)
+    assert en["Guide to Reading Long Documents"] is Section.TITLE
+    assert en["1. Introduction"] is Section.HEADING and en["0. Definitions."] is Section.HEADING
+    assert en["Figure 3"] is Section.HEADING
+    assert en["Copyright (C) 2024 Example Corp. All rights reserved."] is Section.LEGAL
+    for body in ("It works.", "the following items, which are listed below,",
+                 'A "passage" is a paragraph or, where the text has none, a sentence.'):
+        assert en[body] is Section.BODY, body
+    ja = sections_of(GENERAL_JA)
+    assert ja["審査基準の読み方"] is Section.TITLE and ja["第 2 節 進歩性"] is Section.HEADING
+    assert ja["この基準は、公表の日から適用する。"] is Section.BODY  # no article before 附則: not a statute
+    statute = "（目的）\n第一条　この法律は、目的を定める。\n附　則\n（施行期日）\n第一条　この法律は、公布の日から施行する。\n"
+    st = sections_of(statute)
+    assert st["第一条　この法律は、目的を定める。"] is Section.BODY
+    assert st["第一条　この法律は、公布の日から施行する。"] is Section.SUPPLEMENTARY
 
 
 def test_prose_about_claims_is_not_a_patent():
@@ -528,7 +602,8 @@ def test_read_first_weight_is_a_prior_over_every_section():
     assert READ_FIRST_WEIGHT[Section.BODY] == 1.0
     assert 0.5 <= READ_FIRST_WEIGHT[Section.ABSTRACT] < 1.0
     for demoted in (Section.TITLE, Section.META, Section.DRAWINGS, Section.LEGAL, Section.CROSS_REFERENCE,
-                    Section.BACKGROUND, Section.HEADING, Section.DEPENDENT_CLAIM, Section.FIELD):
+                    Section.BACKGROUND, Section.HEADING, Section.DEPENDENT_CLAIM, Section.FIELD,
+                    Section.SUPPLEMENTARY):
         assert READ_FIRST_WEIGHT[demoted] <= 0.25, demoted
     assert READ_FIRST_WEIGHT[Section.INDEPENDENT_CLAIM] > 4 * READ_FIRST_WEIGHT[Section.DEPENDENT_CLAIM]
     with pytest.raises(TypeError):
