@@ -16,6 +16,9 @@ B. Unguided task (English patents, whole document with claims). How many of the 
    otherwise the section (TITLE/META/ABSTRACT/HEADING) from attn_core.sections, claims -> "CLAIM:N".
    Distinct ids are counted: a long claim split into two passages that both make the top 5 is one core
    item (the reviewer reads one claim), so the figure cannot be inflated by segmentation.
+D. Unguided task, documents that are not patents (the Patent Act with its 附則, the JPO inventive-step
+   guideline PDF, an Aozora classic, and the GPL-3 and Apache-2.0 texts Debian ships). Top 5 counts of
+   core and boilerplate passages, as in B, against pooled labels matched by passage text.
 C. Japanese questions -> Patent Act (main text, cut before the supplementary provisions 附則). A passage
    belongs to the article whose heading line (第…条(の…)) starts inside it, else to the nearest one before
    it; an article ranks where its best passage ranks. hit@3: an answering article (grade 2) among the
@@ -35,7 +38,7 @@ without section weights, random order (mean of 20 seeded shuffles), document ord
 Caching: CHUMOKU_DATA_DIR defaults to benchmarks/.cache, so embeddings, attention chunks and the converted
 e5 model persist between runs; a rerun only pays for what changed.
 
-usage: python benchmarks/bench_readfirst.py [--only claim|unguided|ja] [--docs US08930553B2,...]
+usage: python benchmarks/bench_readfirst.py [--only claim|unguided|general|ja] [--docs US08930553B2,...]
                                             [--corpus DIR] [--labels DIR] [--json OUT] [--ja-full-read]
 """
 from __future__ import annotations
@@ -70,7 +73,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import attn_core  # noqa: E402
-from attn_core import Reader, ingest_path, load_model, make_query  # noqa: E402
+from attn_core import Reader, ingest_bytes, ingest_path, load_model, make_query  # noqa: E402
 from attn_core.alignment import tokenize_texts  # noqa: E402
 from attn_core.cache import data_dir, default_store, make_key  # noqa: E402
 from attn_core.claims import without_claims  # noqa: E402
@@ -80,7 +83,7 @@ from attn_core.lexical import LexicalIndex  # noqa: E402
 from attn_core.models import DEFAULT_MODEL_ID, LoadedModel  # noqa: E402
 from attn_core.retrieval import embed_token_ids, index_documents  # noqa: E402
 from attn_core.scoring import rank_passages  # noqa: E402
-from attn_core.sections import classify_passages  # noqa: E402
+from attn_core.sections import classify_passages, supplementary_start  # noqa: E402
 from attn_core.segment import PassageSpan, passage_spans, word_spans  # noqa: E402
 
 K_NDCG, K_P, K_TOP, K_HIT = 10, 5, 5, 3
@@ -437,6 +440,18 @@ def claim_task(labels: list[dict], corpus: Path, models: Models, reader: Reader,
 
 
 # ============================================================================================ B. unguided task
+def unguided_orders(doc: Document, spans: Sequence[PassageSpan], result: Any) -> dict[str, list[Order]]:
+    """Every method's passage order without a query (tasks B and D): the product, its plain attention, and
+    the no-model baselines (random: 20 seeded shuffles)."""
+    return {
+        "chumoku": [reader_order(result, spans)],
+        "attention-only": [plain_attention_order(result, spans)],
+        "document-order": [list(range(len(spans)))],
+        "random": random_orders(len(spans)),
+        "longest-words": [order_by(longest_words_scores(doc, spans))],
+    }
+
+
 def unguided_task(labels: list[dict], corpus: Path, models: Models, reader: Reader, notes: list[str]) -> dict:
     """Top 5 read-first passages of the whole patent without a query: core and boilerplate counts."""
     per_doc: dict[str, dict[str, Any]] = {}
@@ -447,13 +462,7 @@ def unguided_task(labels: list[dict], corpus: Path, models: Models, reader: Read
         ids = passage_ids(doc, spans)
         core, boiler = set(label["core"]), set(label["boilerplate"])
         result = reader.read(doc)
-        orders: dict[str, list[Order]] = {
-            "chumoku": [reader_order(result, spans)],
-            "attention-only": [plain_attention_order(result, spans)],
-            "document-order": [list(range(len(spans)))],
-            "random": random_orders(len(spans)),
-            "longest-words": [order_by(longest_words_scores(doc, spans))],
-        }
+        orders = unguided_orders(doc, spans, result)
         row: dict[str, Any] = {}
         for method in UNGUIDED_METHODS:
             tops = [[ids[i] for i in o[:K_TOP]] for o in orders[method]]
@@ -476,10 +485,66 @@ def unguided_task(labels: list[dict], corpus: Path, models: Models, reader: Read
     return {"per_document": per_doc, "mean": summary}
 
 
+# ============================================================================================ D. not patents
+def general_document(label: dict, corpus: Path) -> Document | None:
+    """The labelled document: a corpus path, or an absolute system path (Debian's licence texts, read as
+    .txt whatever their name); None when it is not on this machine."""
+    path = Path(label["document"])
+    path = path if path.is_absolute() else corpus / path
+    if not path.is_file():
+        return None
+    if path.suffix.lower() in (".txt", ".pdf"):
+        return ingest_path(path)
+    return ingest_bytes(path.read_bytes(), path.name + ".txt")
+
+
+def general_task(labels_dir: Path, corpus: Path, models: Models, notes: list[str]) -> dict:
+    """Top 5 read-first passages of documents that are not patents, without a query: core / boilerplate.
+
+    The labels were made by pooling (the top 10 of every method here and the top 5 of each random shuffle,
+    judged blind, in random order, by reading; tests/data/readfirst/README.md). A passage is matched by its
+    whitespace-normalised text; one no judge saw counts as "unjudged", printed so the figure cannot hide it."""
+    per_doc: dict[str, dict[str, Any]] = {}
+    for f in sorted(labels_dir.glob("general_*.json")):
+        label = json.loads(f.read_text(encoding="utf-8"))
+        doc = general_document(label, corpus)
+        if doc is None:
+            notes.append(f"general: {label['document']} is not on this machine; skipped")
+            continue
+        grades = {p["text"]: p["grade"] for p in label["passages"]}
+        spans = spans_of(doc)
+        texts = [" ".join(doc.text[s.start:s.end].split()) for s in spans]
+        result = Reader(models.e5 if doc.language == "ja" else models.minilm).read(doc)
+        orders = unguided_orders(doc, spans, result)
+        row: dict[str, Any] = {}
+        for method in UNGUIDED_METHODS:
+            tops = [[grades.get(texts[i], "unjudged") for i in o[:K_TOP]] for o in orders[method]]
+            row[method] = {k: mean([t.count(k) for t in tops]) for k in ("core", "boilerplate", "unjudged")}
+        name = f.stem.removeprefix("general_") + (" (held out)" if label.get("held_out") else "")
+        per_doc[name] = row
+        top = orders["chumoku"][0][:K_TOP]
+        print(f"  {name}: chumoku top 5 = {[texts[i][:24] for i in top]}", flush=True)
+    summary = {m: {k: mean([per_doc[d][m][k] for d in per_doc]) for k in ("core", "boilerplate", "unjudged")}
+               for m in UNGUIDED_METHODS}
+    held_out = [d for d in per_doc if d.endswith("(held out)")]
+    held_summary = {m: {k: mean([per_doc[d][m][k] for d in held_out]) for k in ("core", "boilerplate", "unjudged")}
+                    for m in UNGUIDED_METHODS} if held_out else None
+
+    def cell(v: dict) -> str:
+        return f"{fmt(v['core'], 3, 1)} / {fmt(v['boilerplate'], 3, 1)}" + (
+            f" ({fmt(v['unjudged'], 3, 1)}?)" if v["unjudged"] else "")
+
+    rows = [(d, [cell(per_doc[d][m]) for m in UNGUIDED_METHODS]) for d in per_doc]
+    rows.append(("mean", [cell(summary[m]) for m in UNGUIDED_METHODS]))
+    if held_summary:
+        rows.append(("mean, held out", [cell(held_summary[m]) for m in UNGUIDED_METHODS]))
+    print_table("D. Not patents, unguided — top 5: core / boilerplate (unjudged?)", rows, list(UNGUIDED_METHODS))
+    return {"per_document": per_doc, "mean": summary, "mean_held_out": held_summary}
+
+
 # ============================================================================================ C. Japanese statute
 _NUMERAL = "〇一二三四五六七八九十百千"
 _ARTICLE = re.compile(rf"^第([{_NUMERAL}]+)条((?:の[{_NUMERAL}]+)*)", re.M)
-_SUPPLEMENTARY = re.compile(r"^[ \t\u3000]*附[ \t\u3000]*則[ \t\u3000]*(?:[（(].*)?$", re.M)
 _DIGITS = {c: i for i, c in enumerate("〇一二三四五六七八九")}
 _UNITS = {"十": 10, "百": 100, "千": 1000}
 
@@ -505,12 +570,10 @@ def article_id(match: re.Match) -> str:
 def main_text(doc: Document) -> Document:
     """The statute without its supplementary provisions: cut at the first 附則 line after article 1 (the
     table of contents lists 附則 too, before any article)."""
-    first = _ARTICLE.search(doc.text)
-    start = first.start() if first else 0
-    m = _SUPPLEMENTARY.search(doc.text, start)
-    if m is None:
+    cut = supplementary_start(doc.text)
+    if cut is None:
         return doc
-    text = doc.text[:m.start()].rstrip() + "\n"
+    text = doc.text[:cut].rstrip() + "\n"
     return replace(doc, text=text, sha256=sha256_hex(text.encode("utf-8")),
                    paragraphs=tuple(p for p in doc.paragraphs if p.end <= len(text)),
                    notes=doc.notes + ("supplementary provisions removed",))
@@ -708,6 +771,11 @@ def print_summary(out: dict) -> None:
         print_table(f"SUMMARY B. Unguided top 5 ({len(out['unguided']['per_document'])} patents)",
                     [(k, [fmt(v["core"], 5, 2), fmt(v["boilerplate"], 5, 2)]) for k, v in m.items()],
                     ["core", "boilerplate"])
+    if "general" in out:
+        m = out["general"]["mean"]
+        print_table(f"SUMMARY D. Not patents, unguided top 5 ({len(out['general']['per_document'])} documents)",
+                    [(k, [fmt(v["core"], 5, 2), fmt(v["boilerplate"], 5, 2), fmt(v["unjudged"], 5, 2)])
+                     for k, v in m.items()], ["core", "boilerplate", "unjudged"])
     if "ja" in out:
         for key, title in (("ja", "Japanese questions"), ("en", "English questions")):
             m = out["ja"][key]["mean"]
@@ -718,7 +786,7 @@ def print_summary(out: dict) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--only", choices=("claim", "unguided", "ja"), help="run one section")
+    ap.add_argument("--only", choices=("claim", "unguided", "general", "ja"), help="run one section")
     ap.add_argument("--docs", help="comma-separated patent ids (label file stems) for sections A and B")
     ap.add_argument("--corpus", type=Path, default=CORPUS)
     ap.add_argument("--labels", type=Path, default=LABELS)
@@ -731,8 +799,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     notes: list[str] = []
     models = Models(notes)
-    sections = [args.only] if args.only else ["claim", "unguided", "ja"]
-    labels = load_labels(args.labels, args.docs.split(",") if args.docs else None) if set(sections) - {"ja"} else []
+    sections = [args.only] if args.only else ["claim", "unguided", "general", "ja"]
+    labels = load_labels(args.labels, args.docs.split(",") if args.docs else None) \
+        if set(sections) & {"claim", "unguided"} else []
     # A partial run (--only/--docs) overwrites the file too; meta says what was run and when.
     out: dict[str, Any] = {"meta": {"argv": list(sys.argv[1:] if argv is None else argv),
                                     "sections": sections, "docs": [Path(lb["document"]).stem for lb in labels],
@@ -748,6 +817,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             out["claim"] = claim_task(labels, args.corpus, models, Reader(models.minilm), notes)
         elif section == "unguided":
             out["unguided"] = unguided_task(labels, args.corpus, models, Reader(models.minilm), notes)
+        elif section == "general":
+            out["general"] = general_task(args.labels, args.corpus, models, notes)
         else:
             out["ja"] = statute_task(args.corpus, args.labels, models, notes, args.ja_full_read)
         out["meta"]["seconds"][section] = round(time.perf_counter() - t0, 1)
