@@ -221,6 +221,9 @@ def _has_content(text: str, s: int, e: int) -> bool:
     return _LETTER_OR_DIGIT.search(text, s, e) is not None
 
 
+_CAPTION = re.compile(r"[ \t\u3000]*[（(【\[][^\n]{1,38}[）)】\]][ \t\u3000]*$", re.M)
+
+
 def _is_heading(text: str, s: int, e: int) -> bool:
     """A short single line with no sentence punctuation at its end: ABSTRACT, CLAIMS, 【請求項１】, （目的）."""
     piece = text[s:e]
@@ -254,8 +257,11 @@ def _units(text: str, language: str, start: int, end: int, line_cuts: list[int],
             out.append(PassageSpan(*heading))
             heading = None
         if _is_heading(text, s, e):
+            # the passage is named by its caption (（目的）, 【０００１】) nearest the text, else by its first
+            # line: a run of list items ("一　…" "二　…") must not be named after its last item
+            if heading is None or _CAPTION.match(text, s):
+                label = text[s:e][:40]
             heading = (heading[0] if heading else s, e)
-            label = text[s:e][:40]
         elif heading is not None:
             out.append(PassageSpan(heading[0], e, label=label))
             heading = None

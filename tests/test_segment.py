@@ -217,3 +217,26 @@ def test_fallbacks_english_paragraphs_japanese_sentences():
 def test_punctuation_only_text_gives_no_passages():
     assert passage_spans("。。。\n---\n", "ja") == []
     assert word_spans("、。！", "ja") == []
+
+
+def test_a_passage_is_named_by_its_caption_or_first_line_never_by_a_later_list_item():
+    """A statute's list items are short lines without 。, so they join the sentence after them like heading
+    lines do; the passage was named after the LAST item ("三　…処分"), which the read-first list then showed
+    before a preview starting at "一". A caption such as （目的） still names the article under it."""
+    text = ("（目的）\n第一条　この法律は、発明を保護する。\n"
+            "一　出願人の氏名\n二　特許番号\n三　政令で定める処分\n２　前項の書面を提出する。\n")
+    spans = passage_spans(text, "ja")
+    named = {text[p.start:p.end].split("\n")[0]: p.label for p in spans}
+    assert named["（目的）"] == "（目的）"
+    assert named["一　出願人の氏名"] == "一　出願人の氏名"
+
+
+@needs_corpus
+def test_every_label_of_the_patent_act_starts_its_passage():
+    from attn_core.ingest import ingest_path
+
+    doc = ingest_path(CORPUS / "ja" / "ja_patent_act_tokkyoho_334AC0000000121.txt")
+    spans = passage_spans(doc.text, doc.language, doc.paragraphs)
+    labelled = [p for p in spans if p.label]
+    assert len(labelled) > 300
+    assert all(doc.text[p.start:p.end].lstrip().startswith(p.label.strip()) for p in labelled)
