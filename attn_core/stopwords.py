@@ -53,6 +53,9 @@ _NUMERAL = re.compile(r"(?:[0-9]+[A-Za-z]?|[A-Z]{1,2}-?[0-9]{2,}[A-Za-z]?)['’�
 _UNIT_SUFFIX = re.compile(r"[0-9]+(?:m|g|s|h|l|L|V|W|K|N|J|T|M|G)['’′]*")
 _HAS_CONTENT = re.compile(r"[^\W_]")
 
+_JA_NUMBER = re.compile(r"第|[〇一二三四五六七八九十百千万億]+")  # 第六十七条 → 第 / 六十 / 七 / 条
+
+
 def _is_numeral(word: str) -> bool:
     return bool(_NUMERAL.fullmatch(word)) and not _UNIT_SUFFIX.fullmatch(word)
 
@@ -73,8 +76,8 @@ def _unshaded(text: str, language: str) -> bool:
     if _is_numeral(word):
         return True
     if language == "ja":
-        if re.fullmatch(r"[A-Za-z]", word):
-            return True  # a reference-sign letter split off by the tagger: ２０ｂ → ２０ + ｂ
+        if re.fullmatch(r"[A-Za-z]", word) or _JA_NUMBER.fullmatch(word):
+            return True  # a reference-sign letter split off by the tagger (２０ｂ → ２０ + ｂ), a kanji number
         if re.fullmatch(r"[A-Za-z][A-Za-z'\-]*", word):
             return word.casefold().replace("’", "'") in ENGLISH_STOP_WORDS
         return _japanese_unshaded(word)
@@ -85,8 +88,9 @@ def is_unshaded_word(text: str, language: str, pos: str | None = None) -> bool:
     """True when the default shading should leave this word out.
 
     That is an English stop word, a Japanese particle, auxiliary or symbol (by fugashi/unidic part of
-    speech: 助詞, 助動詞, 記号, 補助記号), punctuation, or a bare reference numeral ("211", "214a",
-    "S101", "１２"). Japanese words are tagged on their own and the answer cached per word, because a
+    speech: 助詞, 助動詞, 記号, 補助記号), punctuation, a bare reference numeral ("211", "214a",
+    "S101", "１２"), or a number in kanji and the ordinal 第 (a statute's 第六十七条第四項 was its most
+    shaded run: the tagger splits it into 第 / 六十 / 七 / 条, and 条 alone stays shaded). Japanese words are tagged on their own and the answer cached per word, because a
     document repeats the same few thousand words; a caller that already tagged the word in context may
     pass its part of speech (unidic pos1) as `pos`, which is more accurate for forms such as が and で.
     Raw scores are untouched: this only decides what the default view shades.
@@ -95,5 +99,6 @@ def is_unshaded_word(text: str, language: str, pos: str | None = None) -> bool:
         if pos in _JA_UNSHADED_POS:
             return True
         word = unicodedata.normalize("NFKC", text).strip()
-        return word in JAPANESE_STOP_WORDS or _is_numeral(word) or not _HAS_CONTENT.search(word)
+        return word in JAPANESE_STOP_WORDS or _is_numeral(word) or bool(_JA_NUMBER.fullmatch(word)) or \
+            not _HAS_CONTENT.search(word)
     return _unshaded(text, language)

@@ -694,12 +694,13 @@ def test_english_shaded(word):
     assert not is_unshaded_word(word, "en")
 
 
-@pytest.mark.parametrize("word", ["は", "を", "。", "、", "が", "の", "です", "た", "１２", "２０", "ｂ", "Ｓ１０１", "前記"])
+@pytest.mark.parametrize("word", ["は", "を", "。", "、", "が", "の", "です", "た", "１２", "２０", "ｂ", "Ｓ１０１", "前記",
+                                  "第", "六十", "七", "二十", "百"])
 def test_japanese_unshaded(word):
     assert is_unshaded_word(word, "ja")
 
 
-@pytest.mark.parametrize("word", ["カテーテル", "バルーン", "流路", "膨張", "チューブ"])
+@pytest.mark.parametrize("word", ["カテーテル", "バルーン", "流路", "膨張", "チューブ", "一般", "十分", "条", "次第"])
 def test_japanese_shaded(word):
     assert not is_unshaded_word(word, "ja")
 
