@@ -107,7 +107,7 @@ def render_document_html(result: AnalysisResult, *, top_percent: float = DEFAULT
         while wj < len(words) and words[wj].start < p.end:
             wj += 1
         cls = "passage top" if p.rank <= top_passages else "passage"
-        label = f'<span class="plabel">#{p.rank}</span>'
+        label = f'<span class="plabel" title="read-first rank {p.rank} of {len(passages)}">#{p.rank}</span>'
         body = _segment_html(text, p.start, p.end, words[wi:wj], top_percent, finds)
         parts.append(f'<div class="{cls}" id="passage-{i}" data-rank="{p.rank}">{label}{body}</div>')
         wi, pos = wj, p.end
@@ -120,7 +120,8 @@ def render_document_html(result: AnalysisResult, *, top_percent: float = DEFAULT
 
 def legend_html(top_percent: float = DEFAULT_TOP_PERCENT) -> str:
     return ('<div class="chumoku-legend"><span>lower</span><span class="bar"></span><span>higher attention</span>'
-            f'<span>· shading the top {top_percent:g}% of words</span></div>')
+            f'<span>· shading the top {top_percent:g}% of content words (not stop words, particles or numbers)'
+            '</span><span>· #N: the passage\'s place in the read-first order</span></div>')
 
 
 def minimap_html(result: AnalysisResult, bins: int = 120) -> str:

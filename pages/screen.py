@@ -244,7 +244,7 @@ if result is not None:
 ui.sync_query_params()
 with st.expander("Share this view"):
     st.caption("A teammate on this server opens the same document and settings with this link "
-               "(the document is found by its hash; nobody sees it without the link).")
+               "(the link carries a random token, not the document or its hash; nobody sees it without the link).")
     st.code(ui.share_url(), language=None)
 
 # ---- the session's other documents ----------------------------------------------------------------------

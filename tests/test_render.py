@@ -10,6 +10,7 @@ from attn_core.render import (
     escape_markdown,
     find_hits,
     find_links_html,
+    legend_html,
     read_first_html,
     render_document_html,
 )
@@ -55,6 +56,11 @@ def test_read_first_links_in_rank_order_and_escaped():
     doc = render_document_html(r, top_percent=50)
     for i in range(3):
         assert f'id="passage-{i}"' in doc
+    # the #N badge says what N is (a newcomer read "#97" as a section number)
+    assert re.findall(r'<span class="plabel" title="read-first rank (\d) of 3">#(\d)</span>', doc) == \
+        [("3", "3"), ("1", "1"), ("2", "2")]
+    legend = legend_html(10)
+    assert "top 10% of content words" in legend and "#N: the passage's place in the read-first order" in legend
 
 
 def test_find_hits_and_links():
