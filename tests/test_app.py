@@ -202,6 +202,15 @@ def test_bad_files_get_their_own_error_and_do_not_stop_the_others():
     assert len(at.error) == 4  # the errors stay beside the uploader until the next upload
 
 
+def test_uploading_a_listed_file_with_a_new_one_opens_the_new_one():
+    """A reviewer drops a folder again with one new file in it: the new file opens, not the one they read."""
+    at = upload(screen(app()), ("first.txt", EN_TEXT.encode("utf-8")))
+    assert selected_name(at) == "first.txt"
+    at = upload(at, ("first.txt", EN_TEXT.encode("utf-8")), ("second.txt", JA_TEXT.encode("utf-8")))
+    assert selected_name(at) == "second.txt" and "attn-hl" in doc_html(at)
+    assert len(at.selectbox(key="screen.picker").options) == 2
+
+
 def test_language_override_changes_the_analysis():
     at = upload(screen(app()), ("ja.txt", JA_TEXT.encode("utf-8")))
     assert at.caption[0].value.startswith("ja ·")
