@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 from .language import detect_language
-from .segment import PassageSpan, sentence_spans
+from .segment import ARTICLE_LINE, PassageSpan, sentence_spans
 
 
 class Section(enum.StrEnum):
@@ -621,7 +621,6 @@ _CONTINUES = tuple("、,，;；")  # a line ending here is part of a sentence, n
 _HEADING_CJK_CHARS = 40
 _HEADING_WORDS = 12
 _HEADING_LINES = 4
-_ARTICLE = re.compile(r"^[ \t\u3000]*第[一二三四五六七八九十百千〇0-9０-９]+条", re.M)
 _COPYRIGHT = re.compile(r"^\s*(?:copyright\b|©|\(c\)\s*(?:19|20)[0-9]{2})|\ball rights reserved\b|無断(?:転載|複製)",
                         re.IGNORECASE)
 _SUPPLEMENTARY = re.compile(r"^[ \t\u3000]*(?:附[ \t\u3000]*則|supplementary provisions)(?![^\n]*[。.])",
@@ -649,7 +648,7 @@ def _short_unpunctuated(line: str) -> bool:
 def supplementary_start(text: str) -> int | None:
     """Where a statute's supplementary provisions (附則) begin: the first 附則 line after its first article
     (a table of contents lists 附則 before any article); None when the text has no articles or no 附則."""
-    first_article = _ARTICLE.search(text)
+    first_article = ARTICLE_LINE.search(text)
     if first_article is None:
         return None
     m = _SUPPLEMENTARY.search(text, first_article.end())

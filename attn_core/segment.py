@@ -212,6 +212,9 @@ class PassageSpan:
 
 
 _NUMBERED = re.compile(r"^[ \t\u3000]*(\[[0-9]{4,5}\]|【[0-9０-９]{4,5}】)", re.M)
+_KANJI_OR_DIGITS = "〇一二三四五六七八九十百千0-9０-９"
+ARTICLE_LINE = re.compile(rf"^[ \t\u3000]*(第[{_KANJI_OR_DIGITS}]+条(?:の[{_KANJI_OR_DIGITS}]+)*)", re.M)
+"""A Japanese statute's article heading at a line start (第二十九条の二); group 1 is the heading."""
 _TABLE_OPEN, _TABLE_CLOSE = "[TABLE]", "[/TABLE]"
 _HEADING_MAX_WIDTH = 60
 _HEADING_NOT_ENDING = tuple(".。!?！？:：;；,、，")
@@ -366,6 +369,25 @@ def _clean(text: str, passages: list[PassageSpan], paragraphs: Sequence[Paragrap
     return out
 
 
+def _article_labels(text: str, passages: list[PassageSpan]) -> list[PassageSpan]:
+    """A statute's numbered paragraphs (２　前項の…) and provisos never repeat their article's number, so a
+    reader of one such passage alone cannot tell where it is: each unlabelled passage that starts no article
+    is labelled with the article it sits in (第四十一条). Texts with fewer than three article lines are left
+    as they are."""
+    heads = [(m.start(1), m.group(1)) for m in ARTICLE_LINE.finditer(text)]
+    if len(heads) < 3:
+        return passages
+    keys = [s for s, _ in heads]
+    out = []
+    for p in passages:
+        k = bisect.bisect_left(keys, p.start)
+        inside = k < len(keys) and keys[k] < p.end  # the passage holds an article heading: it names itself
+        if p.label is None and not inside and k > 0:
+            p = PassageSpan(p.start, p.end, heads[k - 1][1], p.page)
+        out.append(p)
+    return out
+
+
 def passage_spans(text: str, language: str, paragraphs: Sequence[Paragraph] = (),
                   max_chars: int = 1500) -> list[PassageSpan]:
     """Units a reviewer can rank and read: numbered patent paragraphs first, else ingestion's paragraphs,
@@ -381,4 +403,5 @@ def passage_spans(text: str, language: str, paragraphs: Sequence[Paragraph] = ()
     else:
         raw = _units(text, language, 0, len(text), line_cuts, sentence_cuts)
     split = [q for p in raw for q in _split_long(text, p, sentences, sentence_cuts, max_chars)]
-    return _clean(text, split, paragraphs)
+    passages = _clean(text, split, paragraphs)
+    return _article_labels(text, passages) if language == "ja" else passages

@@ -231,12 +231,34 @@ def test_a_passage_is_named_by_its_caption_or_first_line_never_by_a_later_list_i
     assert named["一　出願人の氏名"] == "一　出願人の氏名"
 
 
+def test_a_statutes_paragraphs_are_labelled_with_their_article():
+    """２　前項の… alone does not say which article it belongs to: its label does."""
+    text = ("（目的）\n第一条　この法律は、発明を保護する。\n２　前項の規定は、特許に適用する。\n"
+            "第二条　この法律で発明とは、創作をいう。\n"
+            "第二十九条の二　特許出願に係る発明は、特許を受けることができない。ただし、例外がある。\n"
+            "２　前項の規定は、適用しない。\n")
+    named = {text[p.start:p.end].split("\n")[0]: p.label for p in passage_spans(text, "ja")}
+    assert named["（目的）"] == "（目的）"
+    assert named["２　前項の規定は、特許に適用する。"] == "第一条"
+    assert named["第二条　この法律で発明とは、創作をいう。"] is None  # it starts its article
+    assert named["２　前項の規定は、適用しない。"] == "第二十九条の二"
+    assert named["ただし、例外がある。"] == "第二十九条の二"
+    assert all(p.label is None for p in passage_spans("第一条　甲。\n２　乙。\n", "ja"))  # not a statute
+
+
 @needs_corpus
-def test_every_label_of_the_patent_act_starts_its_passage():
+def test_every_label_of_the_patent_act_starts_its_passage_or_names_its_article():
     from attn_core.ingest import ingest_path
+    from attn_core.segment import ARTICLE_LINE
 
     doc = ingest_path(CORPUS / "ja" / "ja_patent_act_tokkyoho_334AC0000000121.txt")
     spans = passage_spans(doc.text, doc.language, doc.paragraphs)
-    labelled = [p for p in spans if p.label]
-    assert len(labelled) > 300
-    assert all(doc.text[p.start:p.end].lstrip().startswith(p.label.strip()) for p in labelled)
+    articles = [m.group(1) for m in ARTICLE_LINE.finditer(doc.text)]
+    own = [p for p in spans if p.label and p.label not in articles]
+    assert len(own) > 300
+    assert all(doc.text[p.start:p.end].lstrip().startswith(p.label.strip()) for p in own)
+    named = [p for p in spans if p.label in articles]
+    assert len(named) > 500
+    for p in named[::25]:  # the named article is the last one that begins before the passage
+        before = [m.group(1) for m in ARTICLE_LINE.finditer(doc.text, 0, p.start)]
+        assert before[-1] == p.label
