@@ -6,6 +6,7 @@ import re
 from typing import Sequence
 
 from .results import AnalysisResult, Passage, WordScore
+from .segment import display_width
 
 HIGHLIGHT_RGB = (255, 128, 0)  # amber: readable under black text at any alpha
 MIN_ALPHA, MAX_ALPHA = 0.10, 0.85
@@ -161,9 +162,19 @@ SECTION_NAMES = {"independent_claim": "independent claim", "dependent_claim": "d
 
 
 def passage_preview(result: AnalysisResult, p: Passage, chars: int = 160) -> str:
-    """Plain (unescaped) one-line preview of a passage."""
+    """Plain (unescaped) one-line preview of a passage, at most `chars` columns wide.
+
+    Columns, not characters: a Japanese character is as wide as two Latin ones, so 120 Japanese characters
+    wrapped to about ten lines in the read-first column where 120 English ones take four."""
     s = " ".join(result.document.text[p.start:p.end].split())
-    return s if len(s) <= chars else s[: chars - 1] + "…"
+    if display_width(s) <= chars:
+        return s
+    used, cut = 0, 0
+    for cut, ch in enumerate(s):
+        used += display_width(ch)
+        if used > chars - 1:
+            break
+    return s[:cut] + "…"
 
 
 def read_first_html(result: AnalysisResult, k: int = 10, chars: int = 120) -> str:

@@ -82,7 +82,8 @@ _UNIT_START = re.compile(
 _SHORT_LINE = 0.75  # of the typical line width: a shorter line ended its paragraph (not a hard wrap)
 
 
-def _width(s: str) -> int:
+def display_width(s: str) -> int:
+    """Columns the text takes in a monospaced view: CJK and full-width characters count twice."""
     return len(s) + len(_WIDE.findall(s))
 
 
@@ -102,7 +103,7 @@ def _lines(text: str) -> list[Span]:
 
 
 def _typical_width(text: str, lines: list[Span]) -> float:
-    widths = sorted(_width(text[s:e]) for s, e in lines if e > s)
+    widths = sorted(display_width(text[s:e]) for s, e in lines if e > s)
     return widths[int(0.8 * (len(widths) - 1))] if widths else 0.0
 
 
@@ -124,7 +125,7 @@ def _line_breaks(text: str) -> list[int]:
             continue
         if prev is not None:
             ps, pe = prev
-            if (blank or _UNIT_START.match(text, s) or _width(text[ps:pe]) < _SHORT_LINE * full
+            if (blank or _UNIT_START.match(text, s) or display_width(text[ps:pe]) < _SHORT_LINE * full
                     or (text[pe - 1] in "」』" and text[s] in "「『")):
                 breaks.append(pe)
         prev, blank = (s, e), False
@@ -230,7 +231,7 @@ _CAPTION = re.compile(r"[ \t\u3000]*[（(【\[][^\n]{1,38}[）)】\]][ \t\u3000]
 def _is_heading(text: str, s: int, e: int) -> bool:
     """A short single line with no sentence punctuation at its end: ABSTRACT, CLAIMS, 【請求項１】, （目的）."""
     piece = text[s:e]
-    return "\n" not in piece and _width(piece) <= _HEADING_MAX_WIDTH and not piece.endswith(_HEADING_NOT_ENDING)
+    return "\n" not in piece and display_width(piece) <= _HEADING_MAX_WIDTH and not piece.endswith(_HEADING_NOT_ENDING)
 
 
 def _without_table_cuts(text: str, cuts: list[int]) -> list[int]:

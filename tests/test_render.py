@@ -75,3 +75,21 @@ def test_find_hits_and_links():
 
 def test_style_tag_is_one_line():
     assert STYLE_TAG.startswith("<style>") and "\n" not in STYLE_TAG and ".attn-hl" in STYLE_TAG
+
+
+def test_previews_are_cut_by_columns_so_japanese_is_not_twice_as_long():
+    from attn_core.render import passage_preview
+
+    ja = "特許権の存続期間は、特許出願の日から二十年をもつて終了する。" * 10
+    en = "The term of the patent ends twenty years after the filing date. " * 10
+    for text, n in ((ja, 59), (en, 119)):
+        doc = document_from_text(text, "x.txt")
+        r = AnalysisResult(doc, ModelInfo("m", "m@1", "encoder", "cpu"), Settings(), [], [],
+                           [Passage(0, len(text), 1.0, 1)], [], 0.0)
+        out = passage_preview(r, r.passages[0], 120)
+        assert out.endswith("…") and len(out) == n + 1  # 59 wide characters + "…", or 119 narrow ones + "…"
+        assert out[:-1] == " ".join(text.split())[:n]
+    short = document_from_text("短い。", "s.txt")
+    r = AnalysisResult(short, ModelInfo("m", "m@1", "encoder", "cpu"), Settings(), [], [], [Passage(0, 3, 1.0, 1)],
+                       [], 0.0)
+    assert passage_preview(r, r.passages[0], 120) == "短い。"
