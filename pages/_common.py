@@ -384,13 +384,15 @@ def ingest_uploads(files) -> tuple[list[ac.Document], list[tuple[str, str]]]:
     """Ingest new uploads; a bad file becomes (name, message) and never stops the others."""
     docs, errors, fresh = [], [], False
     s = state()
-    budget = SESSION_MAX_BYTES - sum(len(d.text.encode("utf-8")) for d in session_documents()
-                                     if d.sha256 in s.names)  # this session's uploads, not the whole workspace
+    budget: int | None = None  # counted on the first new file: every rerun passes here, few bring one
     for f in files or []:
         if f.file_id in s.seen_uploads:
             continue
         s.seen_uploads.add(f.file_id)
         fresh = True
+        if budget is None:  # this session's uploads, not the whole workspace
+            budget = SESSION_MAX_BYTES - sum(len(d.text.encode("utf-8")) for d in session_documents()
+                                             if d.sha256 in s.names)
         size = f.size
         if size > budget:
             errors.append((f.name, f"this session's upload limit ({SESSION_MAX_BYTES // 2**20} MB) is reached; "

@@ -34,7 +34,7 @@ uploads = st.file_uploader(
     help=f"Several files at once: {', '.join('.' + t for t in ui.UPLOAD_TYPES)}. "
          "A file that cannot be read is reported here and never stops the others.")
 state = ui.state()
-listed = {d.sha256 for d in ui.session_documents()}
+listed = set(state.docs)
 new_docs, _ = ui.ingest_uploads(uploads)
 if new_docs:  # open the first upload not already listed (else the first); the others stay in the picker
     state.selected = next((d for d in new_docs if d.sha256 not in listed), new_docs[0]).sha256
