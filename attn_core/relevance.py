@@ -35,10 +35,11 @@ from .claims import extract_claims
 from .document import Document
 from .lexical import LexicalIndex
 from .sections import Section
+from .segment import KANJI_DIGITS
 
 RRF_K = 60
 TOPIC_TERMS = 20  # how many of its most salient terms stand for what a document is about
-_NUMBER_TERM = re.compile(r"^[0-9０-９〇一二三四五六七八九十百千万.,]+$")
+_NUMBER_TERM = re.compile(rf"^[0-9０-９{KANJI_DIGITS}万.,]+$")
 
 
 class RelevanceMethod(enum.StrEnum):

@@ -213,7 +213,9 @@ class PassageSpan:
 
 
 _NUMBERED = re.compile(r"^[ \t\u3000]*(\[[0-9]{4,5}\]|【[0-9０-９]{4,5}】)", re.M)
-_KANJI_OR_DIGITS = "〇一二三四五六七八九十百千0-9０-９"
+KANJI_DIGITS = "〇一二三四五六七八九十百千"
+"""Characters of a number written in kanji (六十七, 二百); a regex character class body."""
+_KANJI_OR_DIGITS = KANJI_DIGITS + "0-9０-９"
 ARTICLE_LINE = re.compile(rf"^[ \t\u3000]*(第[{_KANJI_OR_DIGITS}]+条(?:の[{_KANJI_OR_DIGITS}]+)*)", re.M)
 """A Japanese statute's article heading at a line start (第二十九条の二); group 1 is the heading."""
 _TABLE_OPEN, _TABLE_CLOSE = "[TABLE]", "[/TABLE]"

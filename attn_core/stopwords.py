@@ -12,7 +12,7 @@ import functools
 import re
 import unicodedata
 
-from .segment import mecab_tagger
+from .segment import KANJI_DIGITS, mecab_tagger
 
 # About 210 English function words: articles, prepositions, pronouns, auxiliaries, conjunctions, and the
 # patent-drafting words that behave like them ("said", "wherein", "thereof").
@@ -53,7 +53,7 @@ _NUMERAL = re.compile(r"(?:[0-9]+[A-Za-z]?|[A-Z]{1,2}-?[0-9]{2,}[A-Za-z]?)['’�
 _UNIT_SUFFIX = re.compile(r"[0-9]+(?:m|g|s|h|l|L|V|W|K|N|J|T|M|G)['’′]*")
 _HAS_CONTENT = re.compile(r"[^\W_]")
 
-_JA_NUMBER = re.compile(r"第|[〇一二三四五六七八九十百千万億]+")  # 第六十七条 → 第 / 六十 / 七 / 条
+_JA_NUMBER = re.compile(rf"第|[{KANJI_DIGITS}万億]+")  # 第六十七条 → 第 / 六十 / 七 / 条
 
 
 def _is_numeral(word: str) -> bool:

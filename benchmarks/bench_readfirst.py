@@ -84,7 +84,7 @@ from attn_core.models import DEFAULT_MODEL_ID, LoadedModel  # noqa: E402
 from attn_core.retrieval import embed_token_ids, index_documents  # noqa: E402
 from attn_core.scoring import rank_passages  # noqa: E402
 from attn_core.sections import classify_passages, supplementary_start  # noqa: E402
-from attn_core.segment import PassageSpan, passage_spans, word_spans  # noqa: E402
+from attn_core.segment import KANJI_DIGITS, PassageSpan, passage_spans, word_spans  # noqa: E402
 
 K_NDCG, K_P, K_TOP, K_HIT = 10, 5, 5, 3
 RANDOM_SEEDS = 20
@@ -543,7 +543,7 @@ def general_task(labels_dir: Path, corpus: Path, models: Models, notes: list[str
 
 
 # ============================================================================================ C. Japanese statute
-_NUMERAL = "〇一二三四五六七八九十百千"
+_NUMERAL = KANJI_DIGITS
 _ARTICLE = re.compile(rf"^第([{_NUMERAL}]+)条((?:の[{_NUMERAL}]+)*)", re.M)
 _DIGITS = {c: i for i, c in enumerate("〇一二三四五六七八九")}
 _UNITS = {"十": 10, "百": 100, "千": 1000}
